@@ -1,0 +1,84 @@
+"""SQL of API keys. Lookups go by the key's SHA-256; the key itself never reaches the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.db.types import Conn
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    key_id: int
+    key_hash: bytes
+    account_id: int
+    account_status: str
+    tier: str
+    currency: str
+    scopes: frozenset[str]
+    allow_ips: tuple[str, ...] | None
+    rate_limit_per_min: int | None
+    revoked: bool
+
+
+async def insert_key(
+    conn: Conn,
+    *,
+    account_id: int,
+    key_hash: bytes,
+    prefix: str,
+    scopes: list[str],
+    allow_ips: list[str] | None = None,
+    rate_limit_per_min: int | None = None,
+) -> int:
+    key_id: int = await conn.fetchval(
+        """
+        INSERT INTO api_keys (account_id, key_hash, prefix, scopes, allow_ips, rate_limit_per_min)
+        VALUES ($1, $2, $3, $4, $5::cidr[], $6) RETURNING id
+        """,
+        account_id,
+        key_hash,
+        prefix,
+        scopes,
+        allow_ips,
+        rate_limit_per_min,
+    )
+    await conn.execute("SELECT pg_notify('panelflow_auth', $1)", f"account:{account_id}")
+    return key_id
+
+
+async def revoke_key(conn: Conn, *, prefix: str) -> bool:
+    account_id = await conn.fetchval(
+        "UPDATE api_keys SET revoked_at = now() WHERE prefix = $1 AND revoked_at IS NULL RETURNING account_id",
+        prefix,
+    )
+    if account_id is None:
+        return False
+    await conn.execute("SELECT pg_notify('panelflow_auth', $1)", f"account:{account_id}")
+    return True
+
+
+async def find_by_hash(conn: Conn, key_hash: bytes) -> KeyRecord | None:
+    row = await conn.fetchrow(
+        """
+        SELECT k.id, k.key_hash, k.account_id, a.status, a.tier, a.currency, k.scopes,
+               k.allow_ips::text[] AS allow_ips, k.rate_limit_per_min, k.revoked_at IS NOT NULL AS revoked
+        FROM api_keys k JOIN accounts a ON a.id = k.account_id
+        WHERE k.key_hash = $1
+        """,
+        key_hash,
+    )
+    if row is None:
+        return None
+    return KeyRecord(
+        key_id=row["id"],
+        key_hash=bytes(row["key_hash"]),
+        account_id=row["account_id"],
+        account_status=row["status"],
+        tier=row["tier"],
+        currency=row["currency"],
+        scopes=frozenset(row["scopes"]),
+        allow_ips=tuple(row["allow_ips"]) if row["allow_ips"] is not None else None,
+        rate_limit_per_min=row["rate_limit_per_min"],
+        revoked=row["revoked"],
+    )

@@ -1,0 +1,49 @@
+"""Money arithmetic: Decimal only, 5 decimal places, half-up, as the contract says."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+PLACES = Decimal("0.00001")
+ZERO = Decimal("0")
+
+
+def quantize(amount: Decimal) -> Decimal:
+    return amount.quantize(PLACES, rounding=ROUND_HALF_UP)
+
+
+def order_charge(rate: Decimal, charged_quantity: int, *, flat: bool) -> Decimal:
+    """`rate` is per 1000 units, or the flat price of one package when `flat`."""
+    if flat:
+        return quantize(rate)
+    return quantize(rate * charged_quantity / 1000)
+
+
+def partial_refund(charge: Decimal, remains: int, quantity: int) -> Decimal:
+    """What a Partial order gives back: charge x remains / quantity, never more than the charge."""
+    if quantity <= 0 or remains <= 0:
+        return ZERO
+    return min(charge, quantize(charge * min(remains, quantity) / quantity))
+
+
+def parse_amount(text: str) -> Decimal:
+    """A positive decimal amount typed by an operator (`10`, `10.5`); ValueError otherwise."""
+    try:
+        value = Decimal(text.strip())
+    except (InvalidOperation, AttributeError) as exc:
+        raise ValueError(f"not a decimal amount: {text!r}") from exc
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"amount must be positive: {text!r}")
+    if quantize(value) != value:
+        raise ValueError(f"amount has more than 5 decimal places: {text!r}")
+    return value
+
+
+def format_money(amount: Decimal) -> str:
+    """Money as the contract's decimal string; trailing zeros kept to 5 places are trimmed to 2 minimum."""
+    text = format(quantize(amount), "f")
+    whole, _, frac = text.partition(".")
+    frac = frac.rstrip("0")
+    if len(frac) < 2:
+        frac = frac.ljust(2, "0")
+    return f"{whole}.{frac}"

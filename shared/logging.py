@@ -1,0 +1,49 @@
+"""structlog set-up shared by every process: JSON lines in production, a readable console on a terminal.
+
+Context (request id, order id, correlation id) is bound with `structlog.contextvars` at the edges.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from shared.settings import Settings
+
+# Never let these reach a log line, whatever a caller binds.
+SECRET_FIELDS = frozenset({"key", "api_key", "secret", "password", "token", "authorization", "x-api-key"})
+
+
+def _drop_secrets(_: object, __: str, event_dict: structlog.typing.EventDict) -> structlog.typing.EventDict:
+    for name in list(event_dict):
+        if name.lower() in SECRET_FIELDS:
+            event_dict[name] = "[redacted]"
+    return event_dict
+
+
+def configure_logging(settings: Settings, process: str) -> None:
+    as_json = settings.log_format == "json" or (settings.log_format == "auto" and not sys.stderr.isatty())
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    )
+    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _drop_secrets,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(process=process)
+    # Libraries log through the standard library: keep their warnings, in the same stream.
+    logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, format="%(name)s %(message)s")

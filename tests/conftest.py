@@ -1,0 +1,93 @@
+"""Session-wide test stack: a fresh database and RabbitMQ names of its own, removed afterwards.
+
+The real Postgres, RabbitMQ and Redis of the machine are used; nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import asyncpg
+import pytest
+
+from shared.db.migrate import migrate
+from shared.db.pool import connect, create_pool, drop_database, ensure_database, with_database
+from shared.settings import Settings
+from tests.support.processes import ApiProcess
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that stop shared services run last, so a slow restart cannot disturb the others.
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    env_url = Settings().database_url
+    return Settings(
+        database_url=with_database(env_url, f"panelflow_test_{RUN_ID}"),
+        amqp_prefix=f"test{RUN_ID}",
+        rate_limits_enabled=False,
+        log_format="json",
+        relay_poll_s=0.5,
+    )
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
+    await ensure_database(base_settings.database_url)
+    conn = await connect(base_settings)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    yield base_settings
+    await _delete_amqp_names(base_settings)
+    if not os.environ.get("PANELFLOW_KEEP_TEST_DB"):
+        await drop_database(base_settings.database_url)
+
+
+async def _delete_amqp_names(settings: Settings) -> None:
+    """Remove every queue and exchange this run declared (they all carry its prefix)."""
+    from shared.messaging import topology
+
+    try:
+        connection = await aio_pika.connect(settings.amqp_url)
+    except Exception:  # the broker may be down after a disruptive test; nothing to clean then
+        return
+    async with connection:
+        for name in topology.all_queue_names(settings):
+            channel = await connection.channel()
+            with contextlib.suppress(Exception):  # absent already
+                await channel.queue_delete(name)
+        for name in topology.all_exchange_names(settings):
+            channel = await connection.channel()
+            with contextlib.suppress(Exception):
+                await channel.exchange_delete(name)
+
+
+@pytest.fixture(scope="session")
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(settings)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def api(settings: Settings, logs_dir: Path) -> AsyncIterator[ApiProcess]:
+    """One api process for the session, rate limits lifted; tests that need limits start their own."""
+    process = await ApiProcess(settings, logs_dir / "api.log").started()
+    yield process
+    process.stop()
