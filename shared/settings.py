@@ -71,5 +71,33 @@ class Settings(BaseSettings):
     # --- test-only fault injection (see shared/failpoints.py); empty in production ----------------------
     failpoints: str = ""
 
+    # --- upstream client (H5: shared/upstream) ----------------------------------------------------------
+    # Far below aiohttp's 300 s default: a hung provider must not hold a worker's slot for minutes.
+    upstream_connect_timeout_s: float = 3.0
+    upstream_timeout_s: float = 15.0
+    # Requests in flight at once per provider; more wait for a slot (the wait counts against the timeout).
+    upstream_concurrency: int = 16
+    # Consecutive transport failures (no reply, 5xx, garbage) that open the breaker, and how long it stays open
+    # before one probe call is let through.
+    upstream_breaker_failures: int = 5
+    upstream_breaker_reset_s: float = 30.0
+    # Sell rate of newly imported services when `services sync` gets no --markup (percent over cost).
+    catalog_default_markup_pct: Decimal = Decimal("20")
+
+    # --- provider simulator (H5: services/provider_sim) -------------------------------------------------
+    sim_host: str = "127.0.0.1"
+    sim_port: int = 8090
+    sim_key: str = "sim-key"
+    # An order is Pending for `sim_pending_s`, then In progress until `sim_completion_s`, then terminal.
+    sim_pending_s: float = 1.0
+    sim_completion_s: float = 10.0
+    # Instant mode: every order is terminal as soon as it is created (benchmarks).
+    sim_instant: bool = False
+    # Weights of the terminal outcome of orders whose link carries no `sim=` marker.
+    sim_outcome_mix: dict[str, float] = Field(default_factory=lambda: {"completed": 1.0})
+    # Seed of the simulator's random choices (outcome mix, fault rates); equal seeds give equal runs.
+    sim_seed: int = 0
+    sim_balance: Decimal = Decimal("1000000")
+
     def amqp_name(self, name: str) -> str:
         return f"{self.amqp_prefix}.{name}"
