@@ -99,5 +99,11 @@ class Settings(BaseSettings):
     sim_seed: int = 0
     sim_balance: Decimal = Decimal("1000000")
 
+    # --- api ingress (owned by the api helper) ----------------------------------------------------------
+    # How long a request waits for a pooled database connection before answering 503.
+    db_acquire_timeout_s: float = 5.0
+    # Prefix of the rate-limit keys in Redis (when `redis_url` is set): separates stacks sharing one Redis.
+    rate_limit_redis_prefix: str = "panelflow:ratelimit"
+
     def amqp_name(self, name: str) -> str:
         return f"{self.amqp_prefix}.{name}"
