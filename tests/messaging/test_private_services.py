@@ -1,0 +1,50 @@
+"""The private service helpers really stop and restart their server, and keep its data across a restart."""
+
+from __future__ import annotations
+
+import aio_pika
+import asyncpg
+import pytest
+
+from tests.support.private_services import PrivatePostgres, PrivateRabbit
+
+
+async def test_private_rabbit_keeps_durable_messages_across_restart(private_rabbit: PrivateRabbit) -> None:
+    connection = await aio_pika.connect(private_rabbit.url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue("probe", durable=True, arguments={"x-queue-type": "quorum"})
+        await channel.default_exchange.publish(
+            aio_pika.Message(b"survives", delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=queue.name
+        )
+
+    await private_rabbit.stop()
+    assert not private_rabbit.running()
+    with pytest.raises(Exception):  # noqa: B017,PT011 - any connection error: nothing listens
+        await aio_pika.connect(private_rabbit.url, timeout=2)
+
+    await private_rabbit.start()
+    connection = await aio_pika.connect(private_rabbit.url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue("probe", durable=True, arguments={"x-queue-type": "quorum"})
+        message = await queue.get(timeout=5)
+        assert message.body == b"survives"
+        await message.ack()
+
+
+async def test_private_postgres_stops_and_recovers_committed_rows(private_postgres: PrivatePostgres) -> None:
+    conn = await asyncpg.connect(private_postgres.url)
+    await conn.execute("CREATE TABLE probe (v int); INSERT INTO probe VALUES (42)")
+    await conn.close()
+
+    await private_postgres.stop(mode="immediate")
+    with pytest.raises(ConnectionRefusedError):
+        await asyncpg.connect(private_postgres.url, timeout=2)
+
+    await private_postgres.start()
+    conn = await asyncpg.connect(private_postgres.url)
+    try:
+        assert await conn.fetchval("SELECT v FROM probe") == 42
+    finally:
+        await conn.close()
