@@ -5,6 +5,7 @@ Build it in `__main__` (or a test) and pass it down; nothing reads the environme
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 from pydantic import Field, SecretStr
@@ -104,6 +105,41 @@ class Settings(BaseSettings):
     db_acquire_timeout_s: float = 5.0
     # Prefix of the rate-limit keys in Redis (when `redis_url` is set): separates stacks sharing one Redis.
     rate_limit_redis_prefix: str = "panelflow:ratelimit"
+
+    # --- webhooks (H6: shared/webhooks, services/webhooks) ----------------------------------------------
+    # Fernet key(s) that encrypt endpoint secrets at rest, comma-separated: the first encrypts, all decrypt
+    # (key rotation). Unset: a fixed development key is derived and a warning is logged — never in production.
+    webhook_secret_key: SecretStr | None = None
+    # Plain-http endpoint URLs (development and tests only); https otherwise.
+    webhooks_allow_http: bool = False
+    # CIDRs (comma-separated) the SSRF guard lets through although not public, e.g. a test receiver's
+    # 127.0.0.0/8. Empty in production. Cloud metadata addresses stay refused whatever this says.
+    webhooks_allowed_networks: str = ""
+    webhook_max_endpoints: int = 5
+    # Delay before each retry after a failed attempt; the delivery fails after the last one.
+    webhook_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+    )
+    webhook_retry_jitter: float = 0.2
+    # Retry-After of a 429/503 is honoured within these bounds.
+    webhook_retry_after_min_s: float = 1.0
+    webhook_retry_after_max_s: float = 21600.0
+    # An endpoint failing without a single success for this long is disabled.
+    webhook_disable_after: timedelta = timedelta(days=5)
+    # After `webhook.rotate`, the previous secret keeps signing beside the new one for this long.
+    webhook_rotation_overlap_s: float = 86400.0
+    webhook_timeout_s: float = 15.0
+    webhook_connect_timeout_s: float = 5.0
+    webhook_response_max_bytes: int = 16384
+    # Per endpoint, enforced across every dispatcher: requests in flight, and requests per second (0: no limit).
+    webhook_endpoint_concurrency: int = 10
+    webhook_endpoint_rate_per_s: float = 50.0
+    # A claimed delivery is leased this long; a dispatcher killed mid-send loses it and another retries.
+    webhook_lease_s: float = 60.0
+    webhook_poll_s: float = 0.25
+    webhook_claim_batch: int = 200
+    # Requests in flight per dispatcher process, all endpoints together.
+    webhook_max_in_flight: int = 256
 
     def amqp_name(self, name: str) -> str:
         return f"{self.amqp_prefix}.{name}"
