@@ -1,0 +1,1 @@
+"""Order placement: exactly-once, group-committed `add`."""

@@ -1,0 +1,290 @@
+"""Exactly-once order placement with group commit.
+
+Concurrent `place()` calls wait in one queue; a background batcher hands up to `placement_batch_max` of them
+to one set-based SQL statement (one transaction), with up to `placement_concurrency` batches in flight on
+separate connections. While those run the queue fills, so batches grow with the load and each commit carries
+many orders: that is what brings ingress close to the database's commit ceiling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import asyncpg
+import structlog
+
+from shared.db import placement as sql
+from shared.db.types import Conn
+from shared.domain.order_types import OrderDraft
+from shared.errors import (
+    AccountSuspended,
+    DependencyDown,
+    InsufficientBalance,
+    RequestIdConflict,
+    ServiceNotFound,
+)
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# Waiting longer than this for a connection means the database is in trouble: answer 503, don't queue up.
+ACQUIRE_TIMEOUT_S = 5.0
+# The database is unreachable (or refusing us): the request is safe to retry, so it becomes a 503.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+# A request re-run alone is re-run at most this often (a winner that vanishes again and again is a bug).
+_SINGLE_ATTEMPTS = 3
+
+Result = int | BaseException
+
+
+@dataclass(frozen=True)
+class PlacementRequest:
+    account_id: int
+    request_id: str
+    params_hash: bytes
+    draft: OrderDraft
+    currency: str
+    correlation_id: str
+
+
+@dataclass(eq=False)
+class _Pending:
+    request: PlacementRequest
+    future: asyncio.Future[int]
+
+
+class Placer:
+    """Places orders exactly once; coalesces concurrent calls into batches (see the module docstring)."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self._pool = pool
+        self._batch_max = max(1, settings.placement_batch_max)
+        self._slots = asyncio.Semaphore(max(1, settings.placement_concurrency))
+        self._queue: deque[_Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._batcher: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    async def start(self) -> None:
+        self._closing = False
+        self._batcher = asyncio.create_task(self._run(), name="placement-batcher")
+
+    async def close(self) -> None:
+        """Place everything already queued, wait for the batches in flight, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._batcher is not None:
+            await self._batcher
+            self._batcher = None
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def place(self, request: PlacementRequest) -> int:
+        """The order id (new, or the original for a replay with the same params_hash).
+
+        Raises InsufficientBalance, RequestIdConflict (same request_id, other params), AccountSuspended;
+        DependencyDown when the database is unreachable (or the placer is shutting down).
+        """
+        if self._closing or self._batcher is None:
+            raise DependencyDown()
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(request, future))
+        self._wakeup.set()
+        return await future
+
+    # --- batching --------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            # Take a batch only once a connection slot is free: meanwhile the queue grows into the next batch.
+            await self._slots.acquire()
+            while not self._queue:
+                if self._closing:
+                    self._slots.release()
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch: list[_Pending] = []
+            while self._queue and len(batch) < self._batch_max:
+                pending = self._queue.popleft()
+                if not pending.future.done():  # a caller that gave up before its turn gets nothing placed
+                    batch.append(pending)
+            task = asyncio.create_task(self._execute(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        try:
+            if batch:
+                await self._place_pending(batch)
+        except Exception as exc:  # never leave a caller waiting, whatever broke
+            log.exception("placement_batch_crashed", size=len(batch))
+            for pending in batch:
+                _deliver(pending, exc)
+        finally:
+            self._slots.release()
+
+    async def _place_pending(self, batch: list[_Pending]) -> None:
+        # Duplicates of one (account, request_id) in a batch share the outcome of the first; one with other
+        # parameters is settled after it (it then meets the original: 409, or is placed if the first failed).
+        firsts: dict[tuple[int, str], _Pending] = {}
+        followers: list[tuple[_Pending, _Pending]] = []
+        later: list[_Pending] = []
+        for pending in batch:
+            req = pending.request
+            first = firsts.setdefault((req.account_id, req.request_id), pending)
+            if first is pending:
+                continue
+            if first.request.params_hash == req.params_hash:
+                followers.append((pending, first))
+            else:
+                later.append(pending)
+        leaders = list(firsts.values())
+        results = await self._place_all([p.request for p in leaders])
+        outcome = {}
+        for pending, result in zip(leaders, results, strict=True):
+            outcome[id(pending)] = result
+            _deliver(pending, result)
+        for pending, first in followers:
+            _deliver(pending, outcome[id(first)])
+        for pending in later:
+            _deliver(pending, (await self._place_all([pending.request]))[0])
+
+    # --- the database work -----------------------------------------------------------------------------
+
+    async def _place_all(self, requests: Sequence[PlacementRequest], attempt: int = 1) -> list[Result]:
+        """Outcome of each request (distinct (account, request_id) pairs): an order id or the error to raise."""
+        single = len(requests) == 1
+        try:
+            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+                rows = await sql.place_batch(conn, [_new_order(r) for r in requests])
+        except CONNECTION_ERRORS as exc:
+            log.warning("placement_database_down", error=repr(exc), size=len(requests))
+            return [DependencyDown() for _ in requests]
+        except asyncpg.PostgresError as exc:
+            if single:
+                return [_single_failure(exc)]
+            # One bad order must not fail the others: place them one by one.
+            log.warning("placement_batch_failed", error=repr(exc), size=len(requests))
+            return [(await self._place_all([r]))[0] for r in requests]
+
+        results: list[Result | None] = [None] * len(requests)
+        refused: list[int] = []
+        skipped: list[int] = []
+        balance_left: dict[int, Decimal] = {}
+        for i, (req, row) in enumerate(zip(requests, rows, strict=True)):
+            match row.outcome:
+                case sql.Outcome.PLACED:
+                    results[i] = row.order_id
+                case sql.Outcome.EXISTING:
+                    results[i] = row.order_id if row.params_hash == req.params_hash else RequestIdConflict()
+                case sql.Outcome.SUSPENDED:
+                    results[i] = AccountSuspended()
+                case sql.Outcome.REFUSED:
+                    if single:
+                        results[i] = InsufficientBalance()
+                    else:
+                        refused.append(i)
+                        if row.balance_left is not None:
+                            balance_left[req.account_id] = row.balance_left
+                case sql.Outcome.SKIPPED:
+                    skipped.append(i)
+
+        rerun: list[int] = []
+        if skipped:
+            # Another batch committed these request_ids after our snapshot: its order is the original.
+            try:
+                async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+                    found = await sql.find_orders(
+                        conn, [(requests[i].account_id, requests[i].request_id) for i in skipped]
+                    )
+            except CONNECTION_ERRORS:
+                found = [None] * len(skipped)
+                for i in skipped:
+                    results[i] = DependencyDown()
+            for i, winner in zip(skipped, found, strict=True):
+                if winner is not None:
+                    results[i] = winner[0] if winner[1] == requests[i].params_hash else RequestIdConflict()
+                elif results[i] is None:
+                    rerun.append(i)
+
+        # The running sum is greedy (balance 10: 8 taken, then 5 and 1 both refused). Re-run alone, in batch
+        # order, each refused order that still fits into what its account has left; the rest truly do not fit.
+        for i in refused:
+            req = requests[i]
+            left = balance_left.get(req.account_id)
+            if left is not None and req.draft.charge > left:
+                results[i] = InsufficientBalance()
+            else:
+                rerun.append(i)
+                if left is not None:
+                    balance_left[req.account_id] = left - req.draft.charge
+
+        for i in sorted(rerun):
+            if single and attempt >= _SINGLE_ATTEMPTS:
+                results[i] = RuntimeError(f"placement did not settle after {attempt} attempts")
+            else:
+                results[i] = (await self._place_all([requests[i]], attempt + 1 if single else 1))[0]
+        return [r if r is not None else RuntimeError("placement left a request unsettled") for r in results]
+
+
+async def existing_order(conn: Conn, *, account_id: int, request_id: str, params_hash: bytes) -> int | None:
+    """For the api's validation-failure path: the original order id if this request_id was already placed with
+    the same params_hash; raises RequestIdConflict if placed with different params; None if never placed."""
+    try:
+        found = await sql.find_order(conn, account_id=account_id, request_id=request_id)
+    except CONNECTION_ERRORS as exc:
+        raise DependencyDown() from exc
+    if found is None:
+        return None
+    if found[1] != params_hash:
+        raise RequestIdConflict()
+    return found[0]
+
+
+def _new_order(req: PlacementRequest) -> sql.NewOrder:
+    d = req.draft
+    return sql.NewOrder(
+        account_id=req.account_id,
+        request_id=req.request_id,
+        params_hash=req.params_hash,
+        service_id=d.service_id,
+        type=d.type,
+        link=d.link,
+        quantity=d.quantity,
+        params=d.params,
+        rate=d.rate,
+        charge=d.charge,
+        currency=req.currency,
+        correlation_id=req.correlation_id,
+    )
+
+
+def _single_failure(exc: asyncpg.PostgresError) -> BaseException:
+    # The orders table's only foreign key the statement can break is the service: it was deleted meanwhile.
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return ServiceNotFound()
+    log.error("placement_failed", error=repr(exc))
+    return exc
+
+
+def _deliver(pending: _Pending, result: Result) -> None:
+    if pending.future.done():  # the caller gave up (e.g. the client disconnected)
+        return
+    if isinstance(result, BaseException):
+        pending.future.set_exception(result)
+    else:
+        pending.future.set_result(result)

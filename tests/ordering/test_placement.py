@@ -1,0 +1,178 @@
+"""Placement semantics, one request at a time: replay, conflict, refusals, and what a placed order leaves."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from shared.db import accounts
+from shared.db.pool import create_pool
+from shared.domain.order_types import ServiceTerms
+from shared.errors import AccountSuspended, DependencyDown, InsufficientBalance, RequestIdConflict
+from shared.ordering.placement import Placer, existing_order
+from shared.settings import Settings
+from tests.ordering.conftest import account_state, order_request
+from tests.support.factories import make_account
+from tests.support.processes import free_port
+
+
+async def test_placed_order_writes_order_reservation_ledger_and_outbox(
+    pool: asyncpg.Pool, placer: Placer, terms: ServiceTerms
+) -> None:
+    account_id = await make_account(pool, balance="100")
+    req = order_request(terms, account_id=account_id, quantity=30, correlation_id="corr-1")
+
+    order_id = await placer.place(req)
+
+    async with pool.acquire() as conn:
+        order = await conn.fetchrow("SELECT * FROM orders WHERE id = $1", order_id)
+        ledger = await conn.fetch("SELECT kind, amount FROM ledger WHERE order_id = $1", order_id)
+        events = await conn.fetch(
+            "SELECT id, payload, correlation_id FROM outbox WHERE event_type = 'order.placed' "
+            "AND (payload->>'order_id')::bigint = $1",
+            order_id,
+        )
+    assert order is not None
+    assert (order["account_id"], order["request_id"], order["status"]) == (account_id, req.request_id, "pending")
+    assert bytes(order["params_hash"]) == req.params_hash
+    assert (order["service_id"], order["type"], order["link"]) == (terms.id, "Default", "https://example.test/p/1")
+    assert (order["quantity"], order["charge"], order["rate"]) == (30, Decimal("30"), terms.rate)
+    assert order["params"] == {"quantity": 30}
+    assert (order["currency"], order["correlation_id"]) == ("USD", "corr-1")
+    assert [(r["kind"], r["amount"]) for r in ledger] == [("reserve", Decimal("-30"))]
+    assert len(events) == 1
+    assert events[0]["payload"] == {"order_id": order_id, "account_id": account_id}
+    assert events[0]["correlation_id"] == "corr-1"
+    assert events[0]["id"].version == 4
+    assert await account_state(pool, account_id) == (Decimal("70"), 1, 1, 1)
+
+
+async def test_replay_returns_the_original_and_charges_once(
+    pool: asyncpg.Pool, placer: Placer, terms: ServiceTerms
+) -> None:
+    account_id = await make_account(pool, balance="100")
+    req = order_request(terms, account_id=account_id, quantity=10)
+
+    first = await placer.place(req)
+    again = await placer.place(req)
+    # The same parameters spelled differently (padding, leading zeros) hash equal: still a replay.
+    respelled = order_request(terms, account_id=account_id, request_id=req.request_id, quantity=" 010")
+
+    assert again == first
+    assert await placer.place(respelled) == first
+    assert await account_state(pool, account_id) == (Decimal("90"), 1, 1, 1)
+
+
+async def test_same_request_id_with_other_params_is_a_conflict(
+    pool: asyncpg.Pool, placer: Placer, terms: ServiceTerms
+) -> None:
+    account_id = await make_account(pool, balance="100")
+    first = order_request(terms, account_id=account_id, quantity=10)
+    await placer.place(first)
+    other = order_request(terms, account_id=account_id, request_id=first.request_id, quantity=11)
+
+    with pytest.raises(RequestIdConflict):
+        await placer.place(other)
+    assert await account_state(pool, account_id) == (Decimal("90"), 1, 1, 1)
+
+
+async def test_request_ids_are_scoped_to_the_account(pool: asyncpg.Pool, placer: Placer, terms: ServiceTerms) -> None:
+    one, two = await make_account(pool, balance="10"), await make_account(pool, balance="10")
+    first = await placer.place(order_request(terms, account_id=one, request_id="shared-id", quantity=1))
+    second = await placer.place(order_request(terms, account_id=two, request_id="shared-id", quantity=2))
+
+    assert first != second
+    assert (await account_state(pool, one))[:2] == (Decimal("9"), 1)
+    assert (await account_state(pool, two))[:2] == (Decimal("8"), 1)
+
+
+async def test_insufficient_balance_leaves_nothing_and_may_be_retried(
+    pool: asyncpg.Pool, placer: Placer, terms: ServiceTerms
+) -> None:
+    account_id = await make_account(pool, balance="5")
+    req = order_request(terms, account_id=account_id, quantity=6)
+
+    with pytest.raises(InsufficientBalance):
+        await placer.place(req)
+    assert await account_state(pool, account_id) == (Decimal("5"), 0, 0, 0)
+
+    async with pool.acquire() as conn:
+        await accounts.topup(conn, account_id=account_id, amount=Decimal("1"))
+        assert await existing_order(conn, account_id=account_id, request_id=req.request_id, params_hash=b"x") is None
+    order_id = await placer.place(req)  # the failed request_id is free: the retry goes through
+    assert await account_state(pool, account_id) == (Decimal("0"), 1, 1, 1)
+    async with pool.acquire() as conn:
+        assert await accounts.ledger_mismatches(conn) == []
+        assert await conn.fetchval("SELECT request_id FROM orders WHERE id = $1", order_id) == req.request_id
+
+
+async def test_an_order_costing_the_whole_balance_fits(pool: asyncpg.Pool, placer: Placer, terms: ServiceTerms) -> None:
+    account_id = await make_account(pool, balance="12.5")
+    await placer.place(order_request(terms, account_id=account_id, quantity=12))
+    req = order_request(terms, account_id=account_id, quantity=1)
+    with pytest.raises(InsufficientBalance):
+        await placer.place(req)
+    assert await account_state(pool, account_id) == (Decimal("0.5"), 1, 1, 1)
+
+
+async def test_suspended_account_is_refused(pool: asyncpg.Pool, placer: Placer, terms: ServiceTerms) -> None:
+    account_id = await make_account(pool, balance="100")
+    async with pool.acquire() as conn:
+        await accounts.set_status(conn, account_id=account_id, status="suspended")
+
+    with pytest.raises(AccountSuspended):
+        await placer.place(order_request(terms, account_id=account_id, quantity=1))
+    assert await account_state(pool, account_id) == (Decimal("100"), 0, 0, 0)
+
+
+async def test_existing_order_for_the_validation_failure_path(
+    pool: asyncpg.Pool, placer: Placer, terms: ServiceTerms
+) -> None:
+    account_id = await make_account(pool, balance="100")
+    req = order_request(terms, account_id=account_id, quantity=3)
+    order_id = await placer.place(req)
+
+    async with pool.acquire() as conn:
+        found = await existing_order(
+            conn, account_id=account_id, request_id=req.request_id, params_hash=req.params_hash
+        )
+        assert found == order_id
+        with pytest.raises(RequestIdConflict):
+            await existing_order(conn, account_id=account_id, request_id=req.request_id, params_hash=b"other")
+        assert await existing_order(conn, account_id=account_id, request_id="never", params_hash=b"x") is None
+
+
+async def test_database_unreachable_is_dependency_down_fast(settings: Settings, terms: ServiceTerms) -> None:
+    closed = settings.model_copy(
+        update={"database_url": f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere", "db_pool_min": 0}
+    )
+    pool = await create_pool(closed)
+    placer = Placer(pool, closed)
+    await placer.start()
+    try:
+        async with asyncio.timeout(5):
+            with pytest.raises(DependencyDown):
+                await placer.place(order_request(terms, account_id=1, quantity=1))
+    finally:
+        await placer.close()
+        await pool.close()
+
+
+async def test_close_places_what_is_queued_then_refuses(
+    pool: asyncpg.Pool, settings: Settings, terms: ServiceTerms
+) -> None:
+    account_id = await make_account(pool, balance="100")
+    placer = Placer(pool, settings)
+    await placer.start()
+    queued = [asyncio.create_task(placer.place(order_request(terms, account_id=account_id))) for _ in range(20)]
+    await asyncio.sleep(0)  # every call is queued now
+    await placer.close()
+
+    assert all(task.done() for task in queued)
+    assert len({task.result() for task in queued}) == 20
+    with pytest.raises(DependencyDown):
+        await placer.place(order_request(terms, account_id=account_id))
+    assert await account_state(pool, account_id) == (Decimal("80"), 20, 20, 20)
