@@ -85,3 +85,34 @@ async def ledger_mismatches(conn: Conn) -> list[LedgerMismatch]:
         """
     )
     return [LedgerMismatch(r["id"], r["balance"], r["ledger_sum"]) for r in rows]
+
+
+# --- admin reads (CLI, demo seed) -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    id: int
+    email: str
+    balance: Decimal
+    currency: str
+    tier: str
+    status: str
+
+
+_ACCOUNT_COLUMNS = "id, email, balance, currency, tier, status"
+
+
+async def get_account(conn: Conn, account_id: int) -> AccountRow | None:
+    row = await conn.fetchrow(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = $1", account_id)
+    return None if row is None else AccountRow(**dict(row.items()))
+
+
+async def find_account_by_email(conn: Conn, email: str) -> AccountRow | None:
+    row = await conn.fetchrow(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE email = $1", email)
+    return None if row is None else AccountRow(**dict(row.items()))
+
+
+async def count_accounts(conn: Conn) -> int:
+    count: int = await conn.fetchval("SELECT count(*) FROM accounts")
+    return count

@@ -86,3 +86,13 @@ async def active_services(conn: Conn) -> list[ServiceRow]:
 async def get_service(conn: Conn, service_id: int) -> ServiceRow | None:
     row = await conn.fetchrow(f"SELECT {_SERVICE_COLUMNS} FROM services WHERE id = $1", service_id)
     return None if row is None else _service(row)
+
+
+async def find_service(conn: Conn, *, name: str, category: str) -> ServiceRow | None:
+    """The service with this name in this category (the demo seed finds its own rows again by it)."""
+    row = await conn.fetchrow(
+        f"SELECT {_SERVICE_COLUMNS} FROM services WHERE name = $1 AND category = $2 ORDER BY id LIMIT 1",
+        name,
+        category,
+    )
+    return None if row is None else _service(row)

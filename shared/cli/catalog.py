@@ -1,0 +1,97 @@
+"""`panelflow provider add` and `panelflow service add`: build a catalog by hand."""
+
+from __future__ import annotations
+
+import argparse
+from decimal import Decimal
+
+import asyncpg
+
+from shared.cli.base import (
+    CommandError,
+    Subparsers,
+    command,
+    database,
+    group,
+    http_url,
+    non_negative_amount,
+    non_negative_int,
+    positive_int,
+)
+from shared.db import catalog
+from shared.domain.order_types import ORDER_TYPES
+from shared.settings import Settings
+
+
+def register(commands: Subparsers) -> None:
+    providers = group(commands, "provider", "upstream providers (panels speaking API v2)")
+    add_provider = command(providers, "add", "add an upstream provider; prints its id", _add_provider)
+    add_provider.add_argument("--name", required=True)
+    add_provider.add_argument("--url", type=http_url, required=True, help="its API v2 endpoint")
+    add_provider.add_argument("--key", required=True, help="our API key at the provider")
+
+    services = group(commands, "service", "services of the catalog resellers order from")
+    add = command(services, "add", "add a service; prints its id", _add_service)
+    add.add_argument("--name", required=True)
+    add.add_argument("--type", required=True, help="an order type of the API v2 contract, e.g. Default")
+    add.add_argument("--rate", type=non_negative_amount, required=True, help="sell price per 1000 (flat: packages)")
+    add.add_argument("--min", type=non_negative_int, required=True, dest="min_quantity")
+    add.add_argument("--max", type=positive_int, required=True, dest="max_quantity")
+    add.add_argument("--category", default="")
+    add.add_argument("--refill", action="store_true", help="resellers may request refills")
+    add.add_argument("--cancel", action="store_true", help="resellers may cancel")
+    add.add_argument("--dripfeed", action="store_true", help="Default orders may use runs/interval")
+    add.add_argument("--provider", type=positive_int, help="upstream provider id")
+    add.add_argument("--provider-service", help="the service id at the provider")
+    add.add_argument("--cost-rate", type=non_negative_amount, help="what the provider charges per 1000")
+
+
+async def _add_provider(args: argparse.Namespace, settings: Settings) -> int:
+    name = args.name.strip()
+    if not name or not args.key.strip():
+        raise CommandError("--name and --key must not be empty")
+    async with database(settings) as conn:
+        try:
+            provider_id = await catalog.add_provider(conn, name=name, url=args.url, api_key=args.key.strip())
+        except asyncpg.UniqueViolationError as exc:
+            raise CommandError(f"a provider named {name!r} already exists") from exc
+    print(provider_id)
+    return 0
+
+
+async def _add_service(args: argparse.Namespace, settings: Settings) -> int:
+    if args.type not in ORDER_TYPES:
+        raise CommandError(f"unknown type {args.type!r}: one of {', '.join(ORDER_TYPES)}")
+    if not args.name.strip():
+        raise CommandError("--name must not be empty")
+    if args.min_quantity > args.max_quantity:
+        raise CommandError(f"--min ({args.min_quantity}) must not exceed --max ({args.max_quantity})")
+    if (args.provider is None) != (args.provider_service is None):
+        raise CommandError("--provider and --provider-service go together")
+    if args.dripfeed and args.type != "Default":
+        raise CommandError("--dripfeed applies to Default services only")
+    async with database(settings) as conn:
+        try:
+            service_id = await catalog.add_service(
+                conn,
+                name=args.name.strip(),
+                type=args.type,
+                category=args.category,
+                rate=args.rate,
+                cost_rate=args.cost_rate if args.cost_rate is not None else Decimal(0),
+                min_quantity=args.min_quantity,
+                max_quantity=args.max_quantity,
+                refill=args.refill,
+                cancel=args.cancel,
+                dripfeed=args.dripfeed,
+                provider_id=args.provider,
+                provider_service_id=args.provider_service,
+            )
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise CommandError(f"provider {args.provider} not found") from exc
+        except asyncpg.UniqueViolationError as exc:
+            raise CommandError(
+                f"provider {args.provider} service {args.provider_service} is already in the catalog"
+            ) from exc
+    print(service_id)
+    return 0

@@ -1,0 +1,32 @@
+"""`panelflow migrate`: create the database when missing, then apply the numbered migrations."""
+
+from __future__ import annotations
+
+import argparse
+
+import asyncpg
+
+from shared.cli.base import Subparsers, command, database, database_error
+from shared.db.migrate import migrate
+from shared.db.pool import database_name, ensure_database
+from shared.settings import Settings
+
+
+def register(commands: Subparsers) -> None:
+    command(commands, "migrate", "create the database if missing and apply pending migrations", _migrate)
+
+
+async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        created = await ensure_database(settings.database_url)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise database_error(settings, exc) from exc
+    if created:
+        print(f"created database {database_name(settings.database_url)}")
+    async with database(settings) as conn:
+        applied = await migrate(conn)
+    if applied:
+        print("applied migrations: " + ", ".join(f"{v:03d}" for v in applied))
+    else:
+        print("database is up to date")
+    return 0
