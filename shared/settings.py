@@ -141,5 +141,33 @@ class Settings(BaseSettings):
     # Requests in flight per dispatcher process, all endpoints together.
     webhook_max_in_flight: int = 256
 
+    # --- worker (H7: shared/worker, services/worker) ----------------------------------------------------
+    # `order.placed` messages handled together: one claim transaction, concurrent upstream calls, one result
+    # transaction per batch. The batch closes when full or after the linger.
+    worker_submit_batch_max: int = 100
+    worker_submit_linger_s: float = 0.005
+    # A pending order with no message after this long (lost, or the relay is behind) is submitted by the sweeper.
+    worker_submit_grace_s: float = 30.0
+    # A 'submitting' row older than this belongs to a dead worker and is parked ('unknown'). Must exceed the
+    # upstream client's worst case (slot wait + timeout) so a live call is never parked under its feet.
+    worker_submitting_timeout_s: float = 120.0
+    # Submission retries (upstream out of funds / unreachable): exponential from base up to max.
+    worker_retry_base_s: float = 10.0
+    worker_retry_max_s: float = 900.0
+    # Status polling: orders claimed per round (split per provider into calls of `batch_ids_max`), the lease
+    # a claim holds, backoff growing with the order's age, and the pause when nothing is due.
+    worker_poll_claim: int = 1000
+    worker_poll_lease_s: float = 60.0
+    worker_poll_min_s: float = 5.0
+    worker_poll_max_s: float = 1800.0
+    worker_poll_age_factor: float = 0.1
+    worker_poll_idle_s: float = 0.5
+    # Status calls in flight at once per worker (all providers together).
+    worker_poll_concurrency: int = 8
+    # Sweeps: stale 'submitting' → parked, due pending retries, refills, cancels not yet forwarded.
+    worker_sweep_s: float = 5.0
+    # SIGTERM: stop taking work, finish what is in flight for at most this long, exit.
+    worker_drain_s: float = 20.0
+
     def amqp_name(self, name: str) -> str:
         return f"{self.amqp_prefix}.{name}"
