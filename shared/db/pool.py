@@ -50,7 +50,11 @@ async def ensure_database(url: str) -> bool:
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if exists:
             return False
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            # Another process (a second `panelflow migrate`) created it between our check and our CREATE.
+            return False
         return True
     finally:
         await admin.close()
