@@ -136,7 +136,10 @@ def database_error(settings: Settings, exc: BaseException) -> CommandError:
         return CommandError(f"the database is not migrated ({exc}): run `panelflow migrate` first")
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):
         return CommandError(f"the database refused the login at {url}: {exc}")
-    return CommandError(f"cannot reach the database at {url} (PANELFLOW_DATABASE_URL): {exc or type(exc).__name__}")
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, asyncpg.PostgresError):
+        return CommandError(f"the database at {url} refused: {reason}")
+    return CommandError(f"cannot reach the database at {url} (PANELFLOW_DATABASE_URL): {reason}")
 
 
 @asynccontextmanager
