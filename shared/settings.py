@@ -169,5 +169,13 @@ class Settings(BaseSettings):
     # SIGTERM: stop taking work, finish what is in flight for at most this long, exit.
     worker_drain_s: float = 20.0
 
+    # --- messaging (H3: shared/messaging — relay, consumer, DLQ) ---------------------------------------
+    # A publish whose confirm has not arrived by then counts as failed (the row is retried).
+    relay_publish_timeout_s: float = 10.0
+    # Reconnection backoff of the relay and the consumers: exponential from 0.1 s up to this, with jitter.
+    amqp_reconnect_max_s: float = 5.0
+    # Graceful stop of a consumer: in-flight handlers get this long to finish before the connection closes.
+    consumer_stop_timeout_s: float = 30.0
+
     def amqp_name(self, name: str) -> str:
         return f"{self.amqp_prefix}.{name}"
