@@ -166,7 +166,8 @@ def _arrays(orders: Sequence[NewOrder]) -> list[list[Any]]:
 async def place_batch(conn: Conn, orders: Sequence[NewOrder]) -> list[PlacementRow]:
     """Place `orders` in one statement (its own transaction: call it outside any transaction block).
 
-    The (account_id, request_id) pairs must be distinct. Returns one row per order, in order.
+    Returns one row per order, in order. Pass distinct (account_id, request_id) pairs: a repeated pair shares
+    the one order, but its charge would count twice in the running sum.
     """
     rows = await conn.fetch(PLACE_BATCH, *_arrays(orders))
     return [
