@@ -1,0 +1,337 @@
+"""The ingress benchmark: panelflow `add` against the ceiling of a bare aiohttp app, driven by wrk.
+
+`.venv/bin/python -m bench.run [--duration 10] [--connections 64] [--threads 2] [--accounts 200]`
+
+In one run, with all rate limits lifted and the outbox relay on: (1) the ceiling app, (2) `add` with unique
+request_ids rotated over many accounts' keys, (3) the same on one account. After each panelflow run it checks
+that the orders in the database match the successful responses and that every ledger sums to its balance.
+Prints one JSON object and writes it to bench/results/<timestamp>.json. Installs nothing; measure on a quiet
+machine (anything else running on the cores shows up in the numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import asyncpg
+
+from shared.auth.keys import generate_key, hash_key, key_prefix
+from shared.db import accounts, catalog, keys
+from shared.db.migrate import migrate
+from shared.db.pool import connect, drop_database, ensure_database, with_database
+from shared.messaging import topology
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+DATABASE = "panelflow_bench"
+BALANCE = Decimal("1000000000")
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: int
+    connections: int
+    threads: int
+    accounts: int
+    warmup: int
+    keep_db: bool
+
+
+def parse_args() -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (32+; default 64)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--accounts", type=int, default=200, help="accounts of the many-accounts run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load before each run")
+    parser.add_argument("--keep-db", action="store_true", help=f"keep the {DATABASE} database afterwards")
+    a = parser.parse_args()
+    return Options(a.duration, a.connections, a.threads, a.accounts, a.warmup, a.keep_db)
+
+
+# --- processes ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Child:
+    """A `python -m module` child with its output in a log file."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path, args: list[str]) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.module = module
+        self.log_path = log_path
+
+    async def wait_http(self, url: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.module} exited early; see {self.log_path}")
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"{url} did not answer within {timeout}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def api_env(settings: Settings, port: int) -> dict[str, str]:
+    env = dict(os.environ)  # PANELFLOW_* overrides given to the benchmark reach the api as well
+    env.update(
+        PANELFLOW_DATABASE_URL=settings.database_url,
+        PANELFLOW_AMQP_PREFIX=settings.amqp_prefix,
+        PANELFLOW_API_HOST="127.0.0.1",
+        PANELFLOW_API_PORT=str(port),
+        PANELFLOW_RATE_LIMITS_ENABLED="false",
+        PANELFLOW_RELAY_ENABLED="true",
+        PANELFLOW_LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+# --- wrk -----------------------------------------------------------------------------------------------------
+
+
+def wrk(url: str, opts: Options, keys_file: Path, service_id: int, duration: int) -> dict[str, Any]:
+    env = dict(os.environ, BENCH_KEYS=str(keys_file), BENCH_SERVICE=str(service_id))
+    cmd = [
+        "wrk", f"-t{opts.threads}", f"-c{opts.connections}", f"-d{duration}s", "--latency", "--timeout", "10s",
+        "-s", str(BENCH / "add.lua"), url,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if line.startswith("BENCH_JSON "):
+            raw: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+            return raw
+    raise RuntimeError(f"wrk printed no BENCH_JSON line:\n{out}")
+
+
+def summarise(raw: dict[str, Any]) -> dict[str, Any]:
+    errors = raw["errors"]
+    ok = raw["requests"] - errors["status"]
+    seconds = raw["duration_us"] / 1e6
+    return {
+        "orders_per_s": round(ok / seconds, 1),
+        "p50_ms": round(raw["latency_us"]["p50"] / 1000, 2),
+        "p99_ms": round(raw["latency_us"]["p99"] / 1000, 2),
+        "successes": ok,
+        "responses": raw["requests"],
+        "errors": errors,
+        "load_avg_1m_after": os.getloadavg()[0],
+    }
+
+
+# --- database ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seed:
+    service_id: int
+    many_keys: list[str]
+    one_key: str
+
+
+async def seed(conn: asyncpg.Connection, n_accounts: int) -> Seed:
+    service_id = await catalog.add_service(
+        conn, name="Bench followers", type="Default", category="Bench", rate=Decimal("0.9"),
+        min_quantity=10, max_quantity=100_000,
+    )  # fmt: skip
+    tag = uuid.uuid4().hex[:8]
+    made: list[str] = []
+    for n in range(n_accounts + 1):
+        account_id = await accounts.create_account(conn, email=f"bench-{tag}-{n}@example.test", balance=BALANCE)
+        key = generate_key()
+        await keys.insert_key(
+            conn, account_id=account_id, key_hash=hash_key(key), prefix=key_prefix(key), scopes=["read", "orders"]
+        )
+        made.append(key)
+    return Seed(service_id, made[:-1], made[-1])
+
+
+async def order_count(conn: asyncpg.Connection) -> int:
+    count: int = await conn.fetchval("SELECT count(*) FROM orders")
+    return count
+
+
+async def check(conn: asyncpg.Connection, before: int, result: dict[str, Any], connections: int) -> None:
+    """Orders placed == successful responses (plus at most the requests in flight when wrk stopped)."""
+    # The api may still be committing the last batches when wrk stops: let them land.
+    await asyncio.sleep(1.0)
+    placed = await order_count(conn) - before
+    mismatches = await accounts.ledger_mismatches(conn)
+    result["orders_in_db"] = placed
+    result["ledger_ok"] = not mismatches
+    result["orders_match"] = result["successes"] <= placed <= result["successes"] + connections
+    if mismatches or not result["orders_match"]:
+        print(f"VERIFICATION FAILED: {placed} orders for {result['successes']} successes, {mismatches[:5]}")
+
+
+async def delete_amqp_names(settings: Settings) -> None:
+    try:
+        connection = await aio_pika.connect(settings.amqp_url)
+    except Exception as exc:  # the benchmark's numbers stand without it; say what is left behind
+        print(f"could not remove the bench's RabbitMQ queues ({settings.amqp_prefix}.*): {exc}")
+        return
+    async with connection:
+        for name in topology.all_queue_names(settings):
+            with contextlib.suppress(Exception):
+                await (await connection.channel()).queue_delete(name)
+        for name in topology.all_exchange_names(settings):
+            with contextlib.suppress(Exception):
+                await (await connection.channel()).exchange_delete(name)
+
+
+def machine_info(pg_version: str) -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "postgres": pg_version,
+        "wrk": wrk_version[0] if wrk_version else "",
+        "commit": commit.stdout.strip(),
+    }
+
+
+# --- the run -------------------------------------------------------------------------------------------------
+
+
+async def bench(opts: Options) -> dict[str, Any]:
+    base = Settings()
+    settings = base.model_copy(
+        update={
+            "database_url": with_database(base.database_url, DATABASE),
+            "amqp_prefix": f"bench{uuid.uuid4().hex[:8]}",
+        }
+    )
+    await drop_database(settings.database_url)
+    await ensure_database(settings.database_url)
+    conn = await connect(settings)
+    logs = Path(tempfile.mkdtemp(prefix="panelflow-bench-"))
+    try:
+        await migrate(conn)
+        seeded = await seed(conn, opts.accounts)
+        many_file, one_file = logs / "many.keys", logs / "one.keys"
+        many_file.write_text("\n".join(seeded.many_keys) + "\n")
+        one_file.write_text(seeded.one_key + "\n")
+        pg_version = await conn.fetchval("SHOW server_version")
+
+        def load(port: int, keys_file: Path, duration: int) -> dict[str, Any]:
+            return wrk(f"http://127.0.0.1:{port}/api/v2", opts, keys_file, seeded.service_id, duration)
+
+        port = free_port()
+        ceiling_app = Child("bench.ceiling_app", dict(os.environ), logs / "ceiling.log", ["--port", str(port)])
+        try:
+            await ceiling_app.wait_http(f"http://127.0.0.1:{port}/healthz")
+            if opts.warmup:
+                await asyncio.to_thread(load, port, many_file, opts.warmup)
+            ceiling = summarise(await asyncio.to_thread(load, port, many_file, opts.duration))
+        finally:
+            ceiling_app.stop()
+
+        port = free_port()
+        api = Child("services.api", api_env(settings, port), logs / "api.log", [])
+        try:
+            await api.wait_http(f"http://127.0.0.1:{port}/healthz")
+            runs: dict[str, dict[str, Any]] = {}
+            for name, keys_file in (("many_accounts", many_file), ("one_account", one_file)):
+                if opts.warmup:
+                    await asyncio.to_thread(load, port, keys_file, opts.warmup)
+                    await asyncio.sleep(1.0)  # let the warm-up's last orders land before counting
+                before = await order_count(conn)
+                runs[name] = summarise(await asyncio.to_thread(load, port, keys_file, opts.duration))
+                await check(conn, before, runs[name], opts.connections)
+        finally:
+            api.stop()
+    finally:
+        await conn.close()
+        await delete_amqp_names(settings)
+        if not opts.keep_db:
+            await drop_database(settings.database_url)
+
+    top = ceiling["orders_per_s"] or 1.0
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ceiling": ceiling,
+        "many_accounts": runs["many_accounts"],
+        "one_account": runs["one_account"],
+        "ratio_many": round(runs["many_accounts"]["orders_per_s"] / top, 3),
+        "ratio_one": round(runs["one_account"]["orders_per_s"] / top, 3),
+        "config": {
+            "duration_s": opts.duration,
+            "connections": opts.connections,
+            "wrk_threads": opts.threads,
+            "accounts": opts.accounts,
+            "placement_batch_max": settings.placement_batch_max,
+            "placement_concurrency": settings.placement_concurrency,
+            "db_pool_max": settings.db_pool_max,
+        },
+        "machine": machine_info(pg_version),
+        "logs": str(logs),
+    }
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    opts = parse_args()
+    result = asyncio.run(bench(opts))
+    text = json.dumps(result, indent=2)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (RESULTS / f"{stamp}.json").write_text(text + "\n")
+    ok = all(result[r]["ledger_ok"] and result[r]["orders_match"] for r in ("many_accounts", "one_account"))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
