@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     webhook_max_endpoints: int = 5
     # Delay before each retry after a failed attempt; the delivery fails after the last one.
     webhook_retry_schedule_s: list[float] = Field(
-        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0]
     )
     webhook_retry_jitter: float = 0.2
     # Retry-After of a 429/503 is honoured within these bounds.
