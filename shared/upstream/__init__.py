@@ -1,0 +1,1 @@
+"""Talking to upstream providers: the API v2 client, its circuit breaker and response normalisation."""

@@ -1,0 +1,346 @@
+"""The client of one upstream provider (another panel speaking API v2), as panels in the wild speak it.
+
+Form POST of `key` + `action` + parameters to the provider's endpoint; JSON answers with errors in a 200 (or a
+4xx); every answer normalised by `shared.upstream.normalize`. One `aiohttp.ClientSession` per provider with
+timeouts far below aiohttp's 300 s default, at most `upstream_concurrency` calls in flight, and a circuit
+breaker. `add` and `refill` never raise for upstream trouble: they return a classified result (see
+`shared.upstream.results`) and never retry — the worker decides. The other calls raise `UpstreamError`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any, Literal
+
+import aiohttp
+import structlog
+
+from shared.settings import Settings
+from shared.upstream import normalize
+from shared.upstream.breaker import BreakerState, CircuitBreaker
+from shared.upstream.results import (
+    Accepted,
+    AddResult,
+    Balance,
+    IdError,
+    NotSent,
+    OrderReport,
+    RefillAccepted,
+    RefillReport,
+    RefillResult,
+    Refused,
+    Unknown,
+    UpstreamBadReply,
+    UpstreamRejected,
+    UpstreamService,
+    UpstreamUnreachable,
+)
+
+log = structlog.get_logger(__name__)
+
+BATCH_MAX = 100  # ids per status / refill_status / cancel call, as the contract allows
+# Answers that mean "your call was turned away before the order was looked at".
+_TURNED_AWAY = frozenset({401, 403, 429})
+
+
+class _Progress:
+    """Set by the trace signal once the request's first bytes may have been written to the socket."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+
+async def _on_headers_sent(
+    _session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: aiohttp.TraceRequestHeadersSentParams
+) -> None:
+    if isinstance(ctx.trace_request_ctx, _Progress):
+        ctx.trace_request_ctx.sent = True
+
+
+class _CallFailed(Exception):
+    def __init__(self, reason: str, *, sent: bool) -> None:
+        self.reason = reason
+        self.sent = sent
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: Any
+
+
+@dataclass(frozen=True)
+class ServicesReply:
+    services: list[UpstreamService]
+    skipped: list[str] = field(default_factory=list)  # entries that cannot be sold (unknown type, bad numbers)
+
+
+class UpstreamClient:
+    """One provider: `url` is its full API v2 endpoint (e.g. `https://panel.example/api/v2`)."""
+
+    def __init__(self, *, url: str, key: str, settings: Settings, name: str = "") -> None:
+        self.url = url
+        self.name = name or url
+        self._key = key
+        self._timeout_s = settings.upstream_timeout_s
+        self._connect_timeout_s = settings.upstream_connect_timeout_s
+        self._concurrency = max(1, settings.upstream_concurrency)
+        self._slots = asyncio.Semaphore(self._concurrency)
+        self.breaker = CircuitBreaker(
+            failures=settings.upstream_breaker_failures, reset_s=settings.upstream_breaker_reset_s
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Built on first use: a ClientSession belongs to the running loop.
+        if self._session is None:
+            trace = aiohttp.TraceConfig()
+            trace.on_request_headers_sent.append(_on_headers_sent)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=self._concurrency),
+                trace_configs=[trace],
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> UpstreamClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # --- the calls -------------------------------------------------------------------------------------------
+
+    async def add(self, params: Mapping[str, str | int]) -> AddResult:
+        """Place one order upstream. Never raises for upstream trouble; never retries."""
+        try:
+            reply = await self._exchange("add", params)
+        except _CallFailed as failed:
+            return Unknown(failed.reason) if failed.sent else NotSent(failed.reason)
+        result = _submit_result(reply, "order")
+        if isinstance(result, str):
+            return Accepted(result)
+        return result
+
+    async def refill(self, provider_order_id: str) -> RefillResult:
+        try:
+            reply = await self._exchange("refill", {"order": provider_order_id})
+        except _CallFailed as failed:
+            return Unknown(failed.reason) if failed.sent else NotSent(failed.reason)
+        result = _submit_result(reply, "refill")
+        if isinstance(result, str):
+            return RefillAccepted(result)
+        return result
+
+    async def status(self, ids: Iterable[str]) -> dict[str, OrderReport | IdError]:
+        """Status of upstream orders, `BATCH_MAX` ids per call; every id asked for is in the answer."""
+        wanted = _unique(ids)
+        replies = await asyncio.gather(
+            *(self._query("status", {"orders": ",".join(chunk)}) for chunk in _chunks(wanted))
+        )
+        found: dict[str, Any] = {}
+        for body in replies:
+            if not isinstance(body, Mapping):
+                raise UpstreamBadReply(f"status: expected an object, got {type(body).__name__}")
+            found.update({str(k): v for k, v in body.items()})
+        return {i: normalize.order_report(found[i]) if i in found else IdError("Missing from reply") for i in wanted}
+
+    async def refill_status(self, ids: Iterable[str]) -> dict[str, RefillReport | IdError]:
+        wanted = _unique(ids)
+        replies = await asyncio.gather(
+            *(self._query("refill_status", {"refills": ",".join(chunk)}) for chunk in _chunks(wanted))
+        )
+        found = _by_id(replies, id_field="refill", value_field="status")
+        return {i: normalize.refill_report(found[i]) if i in found else IdError("Missing from reply") for i in wanted}
+
+    async def cancel(self, ids: Iterable[str]) -> dict[str, Literal[True] | IdError]:
+        """Ask the upstream to cancel; True where it took the request (the outcome shows in `status`)."""
+        wanted = _unique(ids)
+        replies = await asyncio.gather(
+            *(self._query("cancel", {"orders": ",".join(chunk)}) for chunk in _chunks(wanted))
+        )
+        found = _by_id(replies, id_field="order", value_field="cancel")
+        result: dict[str, Literal[True] | IdError] = {}
+        for i in wanted:
+            value = found.get(i)
+            message = normalize.error_message(value)
+            if message is not None:
+                result[i] = IdError(message)
+            elif i not in found:
+                result[i] = IdError("Missing from reply")
+            elif normalize.to_bool(value):
+                result[i] = True
+            else:
+                result[i] = IdError(f"not accepted: {value!r}"[:200])
+        return result
+
+    async def balance(self) -> Balance:
+        body = await self._query("balance", {})
+        amount = normalize.to_decimal(body.get("balance")) if isinstance(body, Mapping) else None
+        if amount is None:
+            raise UpstreamBadReply(f"balance: unreadable answer {body!r}"[:200])
+        currency = body.get("currency")
+        return Balance(amount=amount, currency=currency if isinstance(currency, str) else "")
+
+    async def services(self) -> ServicesReply:
+        body = await self._query("services", {})
+        if not isinstance(body, list):
+            raise UpstreamBadReply(f"services: expected a list, got {type(body).__name__}")
+        services, skipped = [], []
+        for raw in body:
+            service = normalize.upstream_service(raw)
+            if service is None:
+                skipped.append(repr(raw)[:200])
+            else:
+                services.append(service)
+        return ServicesReply(services, skipped)
+
+    # --- transport -------------------------------------------------------------------------------------------
+
+    async def _query(self, action: str, params: Mapping[str, str | int]) -> Any:
+        """A call whose failure raises: UpstreamUnreachable, UpstreamBadReply or UpstreamRejected."""
+        try:
+            reply = await self._exchange(action, params)
+        except _CallFailed as failed:
+            raise (UpstreamBadReply if failed.sent else UpstreamUnreachable)(f"{action}: {failed.reason}") from None
+        message = normalize.error_message(reply.body)
+        if message is not None:
+            raise UpstreamRejected(message)
+        if reply.status >= 300:
+            raise UpstreamBadReply(f"{action}: http {reply.status}")
+        return reply.body
+
+    async def _exchange(self, action: str, params: Mapping[str, str | int]) -> _Reply:
+        """One HTTP call. Returns a parsed JSON answer below 500; raises `_CallFailed` saying if it was sent."""
+        was_probe = self.breaker.state is not BreakerState.CLOSED
+        if not self.breaker.allow():
+            raise _CallFailed("circuit breaker open", sent=False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        healthy: bool | None = None  # None: the call said nothing about the provider's health
+        try:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise _CallFailed("no free connection slot in time", sent=False) from None
+            try:
+                status, raw = await self._post(action, params, deadline - loop.time())
+            finally:
+                self._slots.release()
+            if status >= 500:
+                healthy = False
+                raise _CallFailed(f"http {status}", sent=True)
+            try:
+                body = json.loads(raw, parse_float=Decimal)
+            except ValueError:
+                healthy = False
+                raise _CallFailed(f"unreadable reply (http {status}): {raw[:80]!r}", sent=True) from None
+            healthy = True
+            return _Reply(status, body)
+        except _CallFailed as failed:
+            if failed.sent and healthy is None:
+                healthy = False
+            if not failed.sent and failed.reason.startswith("connection"):
+                healthy = False
+            log.warning(
+                "upstream_call_failed", provider=self.name, action=action, reason=failed.reason, sent=failed.sent
+            )
+            raise
+        finally:
+            if healthy is True:
+                self.breaker.record_success()
+            elif healthy is False:
+                self.breaker.record_failure()
+            elif was_probe:
+                self.breaker.release_probe()
+
+    async def _post(self, action: str, params: Mapping[str, str | int], remaining_s: float) -> tuple[int, bytes]:
+        form = {name: str(value) for name, value in params.items()}
+        form["key"] = self._key
+        form["action"] = action
+        timeout = aiohttp.ClientTimeout(total=max(remaining_s, 0.001), sock_connect=self._connect_timeout_s)
+        progress = _Progress()
+        try:
+            async with self._http().post(self.url, data=form, timeout=timeout, trace_request_ctx=progress) as resp:
+                return resp.status, await resp.read()
+        except TimeoutError:
+            raise _CallFailed("timeout" if progress.sent else "connection timeout", sent=progress.sent) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            what = "connection lost" if progress.sent else "connection failed"
+            raise _CallFailed(f"{what}: {type(exc).__name__}: {exc}"[:300], sent=progress.sent) from None
+
+
+def _submit_result(reply: _Reply, id_field: str) -> str | Refused | NotSent | Unknown | Any:
+    """The upstream id as text, or the classified failure of an `add`/`refill` answer."""
+    message = normalize.error_message(reply.body)
+    if reply.status in _TURNED_AWAY:
+        return NotSent(f"http {reply.status}: {message or 'turned away'}")
+    if message is not None and reply.status != 408:
+        return normalize.classify_error(message)
+    if reply.status < 300 and isinstance(reply.body, Mapping):
+        value = reply.body.get(id_field)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return Unknown(f"unexpected reply (http {reply.status}): {reply.body!r}"[:300])
+
+
+def _unique(ids: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(str(i).strip() for i in ids))
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[i : i + BATCH_MAX] for i in range(0, len(ids), BATCH_MAX)]
+
+
+def _by_id(replies: Iterable[Any], *, id_field: str, value_field: str) -> dict[str, Any]:
+    """`[{"order": 1, "cancel": 1}, ...]` -> {"1": 1, ...}; also accepts the object shape `{"1": ...}`."""
+    found: dict[str, Any] = {}
+    for body in replies:
+        if isinstance(body, Mapping):
+            found.update({str(k): v for k, v in body.items()})
+            continue
+        if not isinstance(body, list):
+            raise UpstreamBadReply(f"expected a list, got {type(body).__name__}")
+        for entry in body:
+            if isinstance(entry, Mapping) and id_field in entry:
+                found[str(entry[id_field]).strip()] = entry.get(value_field)
+    return found
+
+
+class ProviderClients:
+    """One `UpstreamClient` per provider id, rebuilt when the provider's URL or key changes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._clients: dict[int, tuple[str, str, UpstreamClient]] = {}
+
+    async def get(self, provider_id: int, *, url: str, key: str, name: str = "") -> UpstreamClient:
+        known = self._clients.get(provider_id)
+        if known is not None and known[0] == url and known[1] == key:
+            return known[2]
+        if known is not None:
+            await known[2].close()
+        client = UpstreamClient(url=url, key=key, settings=self._settings, name=name or f"provider-{provider_id}")
+        self._clients[provider_id] = (url, key, client)
+        return client
+
+    async def close(self) -> None:
+        for _, _, client in self._clients.values():
+            await client.close()
+        self._clients.clear()
