@@ -178,3 +178,23 @@ class RetrySchedule:
 
     def delay(self, attempts: int) -> float:
         return float(min(self.max_s, self.base_s * 2 ** max(0, attempts - 1)))
+
+
+def upstream_add_params(*, provider_service_id: str, link: str | None, params: dict[str, Any]) -> dict[str, str]:
+    """The API v2 `add` parameters that buy this order upstream, from its normalised parameters.
+
+    Line lists go back to newline-separated text, dates back to the contract's d/m/Y. Drip-feed (`runs`,
+    `interval`) goes along as placed: the api accepts it only for services whose upstream supports it.
+    """
+    out = {"service": provider_service_id}
+    if link is not None:
+        out["link"] = link
+    for name, value in params.items():
+        if isinstance(value, list):
+            out[name] = "\n".join(str(v) for v in value)
+        elif name == "expiry" and isinstance(value, str) and len(value) == 10 and value[4] == "-":
+            year, month, day = value.split("-")
+            out[name] = f"{day}/{month}/{year}"
+        else:
+            out[name] = str(value)
+    return out

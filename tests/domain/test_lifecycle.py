@@ -154,3 +154,20 @@ def test_poll_backoff_grows_with_age_within_bounds() -> None:
 def test_retry_backoff_is_exponential_and_capped() -> None:
     schedule = RetrySchedule(base_s=10, max_s=100)
     assert [schedule.delay(n) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 80, 100]
+
+
+def test_upstream_add_params_restore_the_contract_shapes() -> None:
+    from shared.domain.lifecycle import upstream_add_params
+
+    assert upstream_add_params(
+        provider_service_id="12", link="https://x.test/p", params={"quantity": 100, "runs": 5, "interval": 30}
+    ) == {"service": "12", "link": "https://x.test/p", "quantity": "100", "runs": "5", "interval": "30"}
+    assert upstream_add_params(provider_service_id="3", link="https://x.test/p", params={"comments": ["a", "b"]}) == {
+        "service": "3",
+        "link": "https://x.test/p",
+        "comments": "a\nb",
+    }
+    sub = upstream_add_params(
+        provider_service_id="9", link=None, params={"username": "u", "min": 10, "expiry": "2026-03-01"}
+    )
+    assert sub == {"service": "9", "username": "u", "min": "10", "expiry": "01/03/2026"}

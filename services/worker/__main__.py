@@ -1,0 +1,46 @@
+"""`python -m services.worker`: one worker process (run as many as you like)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+import uvloop
+
+from shared.db.pool import create_pool
+from shared.failpoints import Failpoints
+from shared.logging import configure_logging
+from shared.sentry import init_sentry
+from shared.settings import Settings
+from shared.worker.runtime import Worker
+
+log = structlog.get_logger("panelflow.worker")
+
+
+async def run(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pool = await create_pool(settings)
+    try:
+        worker = Worker(settings, pool, Failpoints(settings.failpoints))
+        await worker.start()
+        await stop.wait()
+        log.info("worker_stopping")
+        await worker.stop()
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings, "worker")
+    init_sentry(settings, "worker")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

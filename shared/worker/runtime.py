@@ -1,0 +1,94 @@
+"""One worker process: the `worker.orders` consumer, the status pollers and the sweeper, started and stopped
+together. Several workers run side by side: messages are competing consumers, claims use SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import structlog
+
+from shared.failpoints import Failpoints
+from shared.messaging import topology
+from shared.messaging.consumer import Consumer
+from shared.settings import Settings
+from shared.worker.batcher import Batcher
+from shared.worker.cancels import Cancels
+from shared.worker.handlers import WorkerHandlers
+from shared.worker.polling import Poller
+from shared.worker.refills import Refills
+from shared.worker.submission import Submitter
+from shared.worker.sweeper import Sweeper
+from shared.worker.upstreams import Upstreams
+
+log = structlog.get_logger(__name__)
+
+
+class Worker:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, failpoints: Failpoints | None = None) -> None:
+        self.settings = settings
+        self.upstreams = Upstreams(pool, settings)
+        self.submitter = Submitter(pool, self.upstreams, settings, failpoints or Failpoints(settings.failpoints))
+        self.poller = Poller(pool, self.upstreams, settings)
+        self.refills = Refills(pool, self.upstreams, settings)
+        self.cancels = Cancels(pool, self.upstreams, settings)
+        self.sweeper = Sweeper(pool, settings, self.submitter, self.refills, self.cancels)
+        self.batcher = Batcher(
+            self.submitter.submit_named,
+            max_size=settings.worker_submit_batch_max,
+            linger_s=settings.worker_submit_linger_s,
+        )
+        handlers = WorkerHandlers(self.batcher, self.refills, self.cancels)
+        self.consumer = Consumer(settings, topology.WORKER_QUEUE, handlers.handle)
+        self._stopping = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        claim = self.settings.worker_poll_claim
+        self._loops = [
+            asyncio.create_task(self._loop("poll_orders", self.poller.poll_once, claim), name="poll-orders"),
+            asyncio.create_task(self._loop("poll_refills", self.refills.poll_once, claim), name="poll-refills"),
+            asyncio.create_task(self._sweep_loop(), name="sweeper"),
+        ]
+        log.info("worker_started")
+
+    async def stop(self) -> None:
+        """Stop taking work; let what is in flight finish within `worker_drain_s`; release everything."""
+        drain = self.settings.worker_drain_s
+        self._stopping.set()
+        await self.consumer.stop(timeout=drain)
+        await self.batcher.close()
+        _, pending = await asyncio.wait(self._loops, timeout=drain) if self._loops else (set(), set())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.upstreams.close()
+        log.info("worker_stopped", status_calls=self.poller.calls, status_ids=self.poller.ids)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _loop(self, name: str, round_: Callable[[], Awaitable[int]], full: int) -> None:
+        # A full round means more is due right now: go again at once; otherwise wait a little.
+        while not self._stopping.is_set():
+            try:
+                done = await round_()
+            except Exception:
+                log.exception("worker_loop_failed", loop=name)
+                done = 0
+                await self._pause(1.0)
+            if done < full:
+                await self._pause(self.settings.worker_poll_idle_s)
+
+    async def _sweep_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.sweeper.sweep()
+            except Exception:
+                log.exception("worker_loop_failed", loop="sweeper")
+            await self._pause(self.settings.worker_sweep_s)

@@ -1,0 +1,56 @@
+"""The worker's periodic sweeps: what no message will bring.
+
+- 'submitting' rows older than the timeout (their worker died mid-call) → parked, never back to pending;
+- pending orders whose retry is due, or whose `order.placed` never came → submitted;
+- refills likewise (a dead worker's 'submitting' refill goes back to pending: forwarding twice is harmless);
+- cancel requests of orders bought after the request came → forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+
+from shared.db import lifecycle as sql
+from shared.db import refills as refills_sql
+from shared.settings import Settings
+from shared.worker.cancels import Cancels
+from shared.worker.refills import Refills
+from shared.worker.submission import Submitter
+
+log = structlog.get_logger(__name__)
+_BATCH = 100
+
+
+class Sweeper:
+    def __init__(
+        self, pool: asyncpg.Pool, settings: Settings, submitter: Submitter, refills: Refills, cancels: Cancels
+    ) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._submitter = submitter
+        self._refills = refills
+        self._cancels = cancels
+
+    async def sweep(self) -> dict[str, int]:
+        done = {"parked": 0, "submitted": 0, "refills_released": 0, "refills_forwarded": 0, "cancels": 0}
+        timeout = self._settings.worker_submitting_timeout_s
+        async with self._pool.acquire() as conn:
+            while parked := await sql.park_stale_submissions(conn, older_than_s=timeout, limit=_BATCH):
+                done["parked"] += len(parked)
+                for order_id in parked:
+                    log.error("order_parked", order_id=order_id, reason="worker stopped during the upstream call")
+            released = await refills_sql.release_stale(conn, older_than_s=timeout)
+            done["refills_released"] = len(released)
+        while (n := await self._submitter.submit_due(limit=_BATCH)) > 0:
+            done["submitted"] += n
+            if n < _BATCH:
+                break
+        while (n := await self._refills.forward_due(limit=_BATCH)) > 0:
+            done["refills_forwarded"] += n
+            if n < _BATCH:
+                break
+        done["cancels"] = await self._cancels.forward_due(limit=_BATCH)
+        if any(done.values()):
+            log.info("sweep_done", **done)
+        return done
