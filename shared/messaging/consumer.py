@@ -1,0 +1,182 @@
+"""Consume one queue with an async handler: the base of the worker and webhooks processes.
+
+    consumer = Consumer(settings, topology.WORKER_QUEUE, handle)   # handle: async (Envelope) -> None
+    await consumer.start()          # returns at once; `consumer.consuming` is set while subscribed
+    ...
+    await consumer.stop()           # stop taking messages, let in-flight handlers finish, disconnect
+
+Acknowledgement follows the handler: ack after it returns (it has committed its own transaction), nack with
+requeue when it raises, so the quorum queue's `x-delivery-limit` dead-letters a poison message after that
+many deliveries; a malformed message (not JSON, no event id) is dead-lettered at once. Handlers run
+concurrently, up to `amqp_prefetch` at a time.
+
+The connection is supervised here rather than by aio-pika's robust connection, whose restoration of
+consumers after a broker restart has known failure cases (mosquito/aio-pika#231, #626, #334): on any loss
+(connection or channel closed, consumer cancelled by the broker) everything is declared and subscribed
+again from scratch, with backoff. A handler in flight when the connection drops is not cancelled; its
+ack fails and the broker redelivers the message, which handlers dedupe on the event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika
+import sentry_sdk
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from shared.messaging import topology
+from shared.messaging.backoff import Backoff
+from shared.messaging.envelope import Envelope, MalformedMessage, parse_message
+from shared.settings import Settings
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+log = structlog.get_logger("panelflow.consumer")
+
+
+class Consumer:
+    def __init__(self, settings: Settings, queue: str, handler: Handler, *, prefetch: int | None = None) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.queue_name = topology.queue_name(settings, queue)
+        self.handler = handler
+        self.prefetch = prefetch if prefetch is not None else settings.amqp_prefetch
+        # Set while subscribed to the queue (cleared during reconnection): readiness probes and tests wait on it.
+        self.consuming = asyncio.Event()
+        self.handled_total = 0
+        self.failed_total = 0
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._timeout = settings.consumer_stop_timeout_s
+
+    async def start(self) -> None:
+        """Start consuming in the background; reconnects by itself until `stop()`."""
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.queue}")
+
+    async def wait_consuming(self, timeout: float) -> None:
+        await asyncio.wait_for(self.consuming.wait(), timeout)
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop taking messages, wait up to `timeout` for handlers in flight (acking them), then disconnect."""
+        self._timeout = timeout if timeout is not None else self.settings.consumer_stop_timeout_s
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        # Handlers left over from a lost connection: their acks fail anyway, but let them finish their work.
+        await self._drain(self._timeout)
+        log.info("consumer_stopped", queue=self.queue, handled=self.handled_total, failed=self.failed_total)
+
+    async def _run(self) -> None:
+        backoff = Backoff(self.settings.amqp_reconnect_max_s)
+        while not self._stopping.is_set():
+            try:
+                await self._consume_until_lost(backoff)
+            except Exception as exc:  # broker unreachable or the session broke: subscribe again
+                log.warning("consumer_connection_error", queue=self.queue, error=f"{type(exc).__name__}: {exc}")
+            finally:
+                self.consuming.clear()
+            if not self._stopping.is_set():
+                delay = backoff.next_delay()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _consume_until_lost(self, backoff: Backoff) -> None:
+        lost = asyncio.Event()
+
+        def on_lost(*_args: Any) -> None:
+            lost.set()
+
+        connection = await aio_pika.connect(
+            self.settings.amqp_url, timeout=10, client_properties={"connection_name": f"panelflow-{self.queue}"}
+        )
+        try:
+            connection.close_callbacks.add(on_lost)
+            channel = await connection.channel()
+            channel.close_callbacks.add(on_lost)
+            # The broker cancels a consumer when its queue is deleted or moves; aio-pika does not resubscribe.
+            (await channel.get_underlay_channel()).on_consumer_cancel_callbacks.add(on_lost)
+            await channel.set_qos(prefetch_count=self.prefetch)
+            await topology.declare(channel, self.settings)
+            queue = await channel.get_queue(self.queue_name, ensure=True)
+            tag = await queue.consume(self._on_message)
+            self.consuming.set()
+            backoff.reset()
+            log.info("consumer_started", queue=self.queue, prefetch=self.prefetch)
+            await _first_of(lost, self._stopping)
+            if self._stopping.is_set() and not lost.is_set():
+                await self._unsubscribe(queue, tag)
+                await self._drain(self._timeout)
+            else:
+                log.warning("consumer_connection_lost", queue=self.queue, in_flight=len(self._in_flight))
+        finally:
+            self.consuming.clear()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 5)
+
+    async def _unsubscribe(self, queue: AbstractQueue, tag: str) -> None:
+        self.consuming.clear()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(queue.cancel(tag), 5)
+
+    async def _drain(self, timeout: float) -> None:
+        if not self._in_flight:
+            return
+        _, pending = await asyncio.wait(set(self._in_flight), timeout=timeout)
+        if pending:
+            log.warning("consumer_stop_timeout", queue=self.queue, cancelled=len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # Our own task, shielded: closing the channel cancels aio-pika's delivery tasks, and a broker blip
+        # must not interrupt a handler half way (e.g. during an upstream call).
+        task = asyncio.create_task(self._handle(message))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        await asyncio.shield(task)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            envelope = parse_message(message)
+        except MalformedMessage as exc:
+            log.error("message_malformed", queue=self.queue, message_id=message.message_id, error=str(exc))
+            await self._settle(message.reject(requeue=False), message, "reject")
+            return
+        with structlog.contextvars.bound_contextvars(
+            correlation_id=envelope.correlation_id, event_id=str(envelope.event_id), event_type=envelope.type
+        ):
+            try:
+                await self.handler(envelope)
+            except Exception as exc:
+                self.failed_total += 1
+                log.exception("message_handler_failed", queue=self.queue, delivery_count=envelope.delivery_count)
+                sentry_sdk.capture_exception(exc)
+                await self._settle(message.nack(requeue=True), message, "nack")
+                return
+            self.handled_total += 1
+            await self._settle(message.ack(), message, "ack")
+
+    async def _settle(self, action: Awaitable[None], message: AbstractIncomingMessage, name: str) -> None:
+        try:
+            await action
+        except Exception as exc:  # channel gone: the broker redelivers the message after reconnection
+            log.warning("message_settle_failed", queue=self.queue, action=name, message_id=message.message_id,
+                        error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
