@@ -1,0 +1,38 @@
+"""`python -m services.api`: the API v2 ingress (and the outbox relay) in one process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvloop
+from aiohttp import web
+from sentry_sdk.integrations.aiohttp import AioHttpIntegration
+
+from services.api.app import create_app
+from shared.logging import configure_logging
+from shared.sentry import init_sentry
+from shared.settings import Settings
+
+# On SIGTERM the server stops accepting, waits this long for requests in flight, then the placer drains.
+SHUTDOWN_TIMEOUT_S = 15.0
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings, "api")
+    init_sentry(settings, "api", integrations=[AioHttpIntegration()])
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    web.run_app(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        loop=loop,
+        access_log=None,  # one structured line per request comes from our middleware instead
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        print=None,
+    )
+
+
+if __name__ == "__main__":
+    main()

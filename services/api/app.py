@@ -1,0 +1,106 @@
+"""The api application: `create_app(settings)` wires the resources (each a `cleanup_ctx`) and the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from services.api.keys import ACTIONS, ADDRESS, CATALOG, FAILPOINTS, KEYS, LIMITER, PLACER, POOL, SETTINGS
+from services.api.middlewares import edge
+from services.api.routes import add_routes
+from shared.db.pool import create_pool
+from shared.failpoints import Failpoints
+from shared.ingress.auth import KeyCache
+from shared.ingress.catalog import Catalog
+from shared.ingress.failures import database_unavailable
+from shared.ingress.notifications import Listener
+from shared.ingress.params import ClientAddress
+from shared.ingress.ratelimit import RateLimiter
+from shared.ingress.registry import load_actions
+from shared.ordering.placement import Placer
+from shared.settings import Settings
+
+log = structlog.get_logger("services.api")
+
+LISTENER_START_WAIT_S = 5.0
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    try:
+        pool = await create_pool(settings)
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        # Start anyway (healthz up, readyz and calls 503) and connect once the database is back.
+        log.warning("database_unavailable_at_start", error=repr(exc))
+        pool = await create_pool(settings.model_copy(update={"db_pool_min": 0}))
+    app[POOL] = pool
+    yield
+    await pool.close()
+
+
+async def _caches(app: web.Application) -> AsyncIterator[None]:
+    settings, pool = app[SETTINGS], app[POOL]
+    keys = app[KEYS] = KeyCache(pool, settings)
+    catalog = app[CATALOG] = Catalog(pool, settings)
+    await catalog.start()
+    listener = Listener(
+        settings,
+        channels={"panelflow_auth": keys.on_notify, "panelflow_catalog": catalog.request_reload},
+        on_connect=[keys.clear, catalog.request_reload],
+    )
+    await listener.start()
+    # Revocations must take effect at once from the first request on: wait for the LISTEN (not forever).
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(listener.connected.wait(), timeout=LISTENER_START_WAIT_S)
+    yield
+    await listener.stop()
+    await catalog.stop()
+
+
+async def _rate_limits(app: web.Application) -> AsyncIterator[None]:
+    app[LIMITER] = RateLimiter(app[SETTINGS])
+    yield
+    await app[LIMITER].close()
+
+
+async def _relay(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if not settings.relay_enabled:
+        yield
+        return
+    # Imported by name until the messaging helper's relay is committed (then a plain import replaces this).
+    if importlib.util.find_spec("shared.messaging.relay") is None:
+        log.warning("outbox_relay_missing")
+        yield
+        return
+    relay = importlib.import_module("shared.messaging.relay").OutboxRelay(settings, app[POOL], app[FAILPOINTS])
+    await relay.start()
+    yield
+    await relay.stop()
+
+
+async def _placement(app: web.Application) -> AsyncIterator[None]:
+    placer = app[PLACER] = Placer(app[POOL], app[SETTINGS])
+    await placer.start()
+    yield
+    # Runs after the server stopped taking requests: what was accepted is placed before we exit.
+    await placer.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge])
+    app[SETTINGS] = settings
+    app[ADDRESS] = ClientAddress(settings.trusted_proxies)
+    app[FAILPOINTS] = Failpoints(settings.failpoints)
+    app[ACTIONS] = load_actions()
+    app.cleanup_ctx.extend([_database, _caches, _rate_limits, _relay, _placement])
+    add_routes(app)
+    return app

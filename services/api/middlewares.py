@@ -1,0 +1,97 @@
+"""The one middleware that binds the request id, renders every error as `{"error": msg}` and logs the request."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import sentry_sdk
+import structlog
+from aiohttp import web
+
+from services.api.keys import ACTION, RATE_STATES, REQUEST_ID
+from shared.errors import BodyTooLarge, DependencyDown, PanelError
+from shared.ingress.failures import database_unavailable
+from shared.ingress.ratelimit import RateLimitExceeded, headers, tightest
+
+log = structlog.get_logger("services.api")
+
+_REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+_HTTP_MESSAGES = {
+    404: "Not found",
+    405: "Method not allowed",
+    413: BodyTooLarge.message,
+}
+INTERNAL_ERROR = "Internal server error"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.Response(status=status, body=json.dumps({"error": message}).encode(), content_type="application/json")
+
+
+def _request_id(header: str | None) -> str:
+    if header and _REQUEST_ID_RE.match(header):
+        return header
+    return uuid.uuid4().hex
+
+
+@web.middleware
+async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = _request_id(request.headers.get("X-Request-ID"))
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        denied = None
+        failure: Exception | None = None
+        try:
+            response = await handler(request)
+        except RateLimitExceeded as exc:
+            denied = exc.state
+            response = error_response(exc.status, exc.message)
+        except PanelError as exc:
+            response = error_response(exc.status, exc.message)
+        except web.HTTPException as exc:
+            response = error_response(exc.status, _HTTP_MESSAGES.get(exc.status, exc.reason))
+            if exc.status == 405:
+                response.headers.update({k: v for k, v in exc.headers.items() if k == "Allow"})
+        except Exception as exc:
+            if database_unavailable(exc):
+                response = error_response(DependencyDown.status, DependencyDown.message)
+            else:
+                response = error_response(500, INTERNAL_ERROR)
+            failure = exc
+        now = time.time()
+        if denied is not None:
+            response.headers.update(headers(denied, denied=True, now=now))
+        else:
+            state = tightest(request.get(RATE_STATES, []))
+            if state is not None:
+                response.headers.update(headers(state, now=now))
+        response.headers["X-Request-ID"] = request_id
+        _log(request, response.status, started, failure)
+    return response
+
+
+def _log(request: web.Request, status: int, started: float, failure: Exception | None) -> None:
+    fields = {
+        "method": request.method,
+        "path": request.path,
+        "action": request.get(ACTION),
+        "status": status,
+        "ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    if status == 500:
+        log.error("request_failed", **fields, exc_info=failure)
+        sentry_sdk.capture_exception(failure)
+    elif status == 503:
+        log.warning("request_dependency_down", **fields, error=repr(failure) if failure else None)
+    elif status >= 400:
+        log.info("request", **fields)
+    else:
+        # Successful calls are the hot path: one line each would cost more than the rest of the request.
+        log.debug("request", **fields)

@@ -1,0 +1,97 @@
+"""HTTP handlers: `/api/v2` (parse, authenticate, limit, dispatch to an action) and the health probes."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from services.api.keys import (
+    ACTION,
+    ACTIONS,
+    ADDRESS,
+    CATALOG,
+    FAILPOINTS,
+    KEYS,
+    LIMITER,
+    PLACER,
+    POOL,
+    RATE_STATES,
+    REQUEST_ID,
+    SETTINGS,
+)
+from shared.errors import DependencyDown, InvalidAction, MissingParameter
+from shared.ingress import auth
+from shared.ingress.failures import database_unavailable
+from shared.ingress.params import api_key, read_params
+from shared.ingress.registry import ActionContext, RawJson
+
+READY_TIMEOUT_S = 2.0
+
+
+def json_response(value: object, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=json.dumps(value, separators=(",", ":")).encode(), content_type="application/json"
+    )
+
+
+async def api_v2(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[SETTINGS]
+    client_ip = app[ADDRESS].of(request)
+    limiter = app[LIMITER]
+    states = request[RATE_STATES] = []
+    # The ip layer counts before anything else, so floods of bad keys are throttled too.
+    ip_state = await limiter.check_ip(client_ip)
+    if ip_state is not None:
+        states.append(ip_state)
+    params = await read_params(request, settings.max_body_bytes)
+    caller = await app[KEYS].authenticate(api_key(params, request))
+    auth.check_address(caller, client_ip)
+    states.extend(await limiter.check_caller(caller.record))
+    auth.check_account(caller)
+    name = params.get("action", "").strip()
+    if not name:
+        raise MissingParameter("action")
+    handler = app[ACTIONS].get(name)
+    if handler is None:
+        raise InvalidAction()
+    request[ACTION] = name
+    auth.check_scope(caller, name)
+    app[FAILPOINTS].hit("api.handler")
+    result = await handler(
+        ActionContext(
+            settings=settings,
+            pool=app[POOL],
+            key=caller.record,
+            params=params,
+            correlation_id=request[REQUEST_ID],
+            catalog=app[CATALOG],
+            placer=app[PLACER],
+        )
+    )
+    if isinstance(result, RawJson):
+        return web.Response(body=result.body, content_type="application/json")
+    return json_response(result)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        async with request.app[POOL].acquire(timeout=READY_TIMEOUT_S) as conn:
+            await conn.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        raise DependencyDown() from exc
+    return json_response({"status": "ok"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_route("POST", "/api/v2", api_v2)
+    app.router.add_route("GET", "/api/v2", api_v2)
+    app.router.add_get("/healthz", healthz, allow_head=True)
+    app.router.add_get("/readyz", readyz, allow_head=True)

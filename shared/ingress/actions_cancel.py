@@ -1,0 +1,85 @@
+"""`cancel` (one `order` or a batch of `orders`): always answers a list with a result per id.
+
+- 'pending' (not yet sent upstream): canceled at once, the whole charge refunded in the same transaction
+  (order row, ledger 'refund' row, balance), with `order.status_changed` + `order.canceled` events.
+- submitted ('in_progress' / 'processing') and the service allows cancel: the cancel is recorded
+  (`cancel_requested_at`) and a `cancel.requested` event asks the worker to forward it upstream; the outcome
+  arrives through status polling.
+- anything else (submitting, parked, ended, already requested, service without cancel): a per-id error.
+The order row is locked first, so the worker can never submit an order while it is being canceled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.db import orders as sql
+from shared.db.orders import OrderStatusRow
+from shared.db.outbox import add_events
+from shared.db.types import Conn
+from shared.domain.events import Event, EventType
+from shared.domain.statuses import IN_FLIGHT, OrderState
+from shared.errors import IncorrectOrderId, NotEligible, ValidationFailed
+from shared.ingress.params import parse_id, split_ids
+from shared.ingress.registry import ActionContext, action
+from shared.ingress.views import status_event_payload
+
+
+async def _cancel(conn: Conn, ctx: ActionContext, order_id: int) -> None:
+    async with conn.transaction():
+        order = await sql.lock_order(conn, account_id=ctx.account_id, order_id=order_id)
+        if order is None:
+            raise IncorrectOrderId()
+        if order.status == OrderState.PENDING:
+            await sql.cancel_pending_with_refund(conn, order)
+            row = OrderStatusRow(
+                id=order.id,
+                status=OrderState.CANCELED,
+                charge=order.charge,
+                refunded=order.charge,
+                quantity=order.quantity,
+                start_count=order.start_count,
+                remains=order.quantity,
+                currency=order.currency,
+            )
+            payload = status_event_payload(ctx.account_id, row)
+            await add_events(
+                conn,
+                [
+                    Event(EventType.ORDER_STATUS_CHANGED, payload, correlation_id=ctx.correlation_id),
+                    Event(EventType.ORDER_CANCELED, payload, correlation_id=ctx.correlation_id),
+                ],
+            )
+            return
+        if order.status not in IN_FLIGHT or not order.service_cancel:
+            raise NotEligible("Order not eligible for cancel")
+        if order.cancel_requested_at is not None:
+            raise NotEligible("Cancel already requested for this order")
+        await sql.mark_cancel_requested(conn, order_id=order_id)
+        await add_events(
+            conn,
+            [
+                Event(
+                    EventType.CANCEL_REQUESTED,
+                    {"order_id": order_id, "account_id": ctx.account_id},
+                    correlation_id=ctx.correlation_id,
+                )
+            ],
+        )
+
+
+@action("cancel")
+async def cancel(ctx: ActionContext) -> list[dict[str, Any]]:
+    batch = ctx.params.get("orders", "").strip()
+    tokens = split_ids(batch, limit=ctx.settings.batch_ids_max, name="orders") if batch else [ctx.param("order")]
+    answer: list[dict[str, Any]] = []
+    async with ctx.connection() as conn:
+        for token in tokens:
+            order: int | str = token
+            try:
+                order = parse_id(token)
+                await _cancel(conn, ctx, order)
+                answer.append({"order": order, "cancel": 1})
+            except ValidationFailed as exc:
+                answer.append({"order": order, "cancel": {"error": exc.message}})
+    return answer

@@ -1,0 +1,77 @@
+"""Order actions: `add` (validated against the cached catalog, placed exactly once) and `status`."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from shared.db import orders as sql
+from shared.domain.order_types import OrderDraft, draft_order, fingerprint, validate_request_id
+from shared.errors import DependencyDown, IncorrectOrderId, ServiceNotFound, ValidationFailed
+from shared.ingress.params import parse_id, split_ids
+from shared.ingress.registry import ActionContext, action
+from shared.ingress.views import order_status
+from shared.ordering.placement import PlacementRequest, existing_order
+
+
+def _draft(ctx: ActionContext) -> OrderDraft:
+    if not ctx.catalog.loaded:  # the database was down since start: we cannot tell a bad service id
+        raise DependencyDown()
+    service_id = parse_id(ctx.param("service"), ServiceNotFound)
+    terms = ctx.catalog.terms(service_id)
+    if terms is None:
+        raise ServiceNotFound()
+    return draft_order(ctx.params, terms, lines_max=ctx.settings.list_lines_max)
+
+
+@action("add")
+async def add(ctx: ActionContext) -> dict[str, int]:
+    request_id = validate_request_id(ctx.params.get("request_id"))
+    params_hash = fingerprint(ctx.params)
+    try:
+        draft = _draft(ctx)
+    except ValidationFailed:
+        # A retry of an order placed before its service changed (deactivated, new limits) must still get the
+        # original answer; with other parameters it is a 409. Only a never-placed request gets the error.
+        async with ctx.connection() as conn:
+            original = await existing_order(
+                conn, account_id=ctx.account_id, request_id=request_id, params_hash=params_hash
+            )
+        if original is None:
+            raise
+        return {"order": original}
+    order_id = await ctx.placer.place(
+        PlacementRequest(
+            account_id=ctx.account_id,
+            request_id=request_id,
+            params_hash=params_hash,
+            draft=draft,
+            currency=ctx.key.currency,
+            correlation_id=ctx.correlation_id,
+        )
+    )
+    return {"order": order_id}
+
+
+@action("status")
+async def status(ctx: ActionContext) -> dict[str, Any]:
+    batch = ctx.params.get("orders", "").strip()
+    if not batch:
+        order_id = parse_id(ctx.param("order"))
+        async with ctx.connection() as conn:
+            rows = await sql.order_statuses(conn, account_id=ctx.account_id, order_ids=[order_id])
+        if order_id not in rows:
+            raise IncorrectOrderId()
+        return order_status(rows[order_id])
+    tokens = split_ids(batch, limit=ctx.settings.batch_ids_max, name="orders")
+    ids: dict[str, int] = {}
+    for token in tokens:
+        with contextlib.suppress(IncorrectOrderId):
+            ids[token] = parse_id(token)
+    async with ctx.connection() as conn:
+        rows = await sql.order_statuses(conn, account_id=ctx.account_id, order_ids=list(ids.values()))
+    answer: dict[str, Any] = {}
+    for token in tokens:
+        row = rows.get(ids.get(token, 0))
+        answer[token] = order_status(row) if row is not None else {"error": IncorrectOrderId.message}
+    return answer
