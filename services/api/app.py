@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 from collections.abc import AsyncIterator
 
 import structlog
@@ -23,6 +21,7 @@ from shared.ingress.notifications import Listener
 from shared.ingress.params import ClientAddress
 from shared.ingress.ratelimit import RateLimiter
 from shared.ingress.registry import load_actions
+from shared.messaging.relay import OutboxRelay
 from shared.ordering.placement import Placer
 from shared.settings import Settings
 
@@ -76,12 +75,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     if not settings.relay_enabled:
         yield
         return
-    # Imported by name until the messaging helper's relay is committed (then a plain import replaces this).
-    if importlib.util.find_spec("shared.messaging.relay") is None:
-        log.warning("outbox_relay_missing")
-        yield
-        return
-    relay = importlib.import_module("shared.messaging.relay").OutboxRelay(settings, app[POOL], app[FAILPOINTS])
+    relay = OutboxRelay(settings, app[POOL], app[FAILPOINTS])
     await relay.start()
     yield
     await relay.stop()
