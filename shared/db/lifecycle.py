@@ -35,6 +35,7 @@ class Submission:
     correlation_id: str | None
     provider_id: int | None
     provider_service_id: str | None
+    created_us: int
 
 
 _CLAIM_SUBMISSION = """
@@ -45,10 +46,10 @@ claimed AS (
         updated_at = now()
     FROM picked WHERE o.id = picked.id
     RETURNING o.id, o.account_id, o.type, o.link, o.quantity, o.params, o.submit_attempts, o.correlation_id,
-              o.service_id
+              o.service_id, o.created_at
 )
 SELECT c.id, c.account_id, c.type, c.link, c.quantity, c.params, c.submit_attempts AS attempt, c.correlation_id,
-       s.provider_id, s.provider_service_id
+       s.provider_id, s.provider_service_id, (extract(epoch FROM c.created_at) * 1000000)::bigint AS created_us
 FROM claimed c JOIN services s ON s.id = c.service_id
 ORDER BY c.id
 """

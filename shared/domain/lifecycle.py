@@ -180,13 +180,16 @@ class RetrySchedule:
         return float(min(self.max_s, self.base_s * 2 ** max(0, attempts - 1)))
 
 
-def upstream_add_params(*, provider_service_id: str, link: str | None, params: dict[str, Any]) -> dict[str, str]:
+def upstream_add_params(
+    *, provider_service_id: str, request_id: str, link: str | None, params: dict[str, Any]
+) -> dict[str, str]:
     """The API v2 `add` parameters that buy this order upstream, from its normalised parameters.
 
     Line lists go back to newline-separated text, dates back to the contract's d/m/Y. Drip-feed (`runs`,
     `interval`) goes along as placed: the api accepts it only for services whose upstream supports it.
+    `request_id` makes our own retries idempotent at upstreams that honour it (the contract requires it).
     """
-    out = {"service": provider_service_id}
+    out = {"service": provider_service_id, "request_id": request_id}
     if link is not None:
         out["link"] = link
     for name, value in params.items():
@@ -198,3 +201,8 @@ def upstream_add_params(*, provider_service_id: str, link: str | None, params: d
         else:
             out[name] = str(value)
     return out
+
+
+def upstream_request_id(order_id: int, created_us: int) -> str:
+    """Our idempotency key at the upstream: stable for the order, unique across databases that reuse ids."""
+    return f"pf-{order_id}-{created_us}"

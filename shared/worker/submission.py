@@ -18,7 +18,7 @@ import structlog
 
 from shared.db import lifecycle as sql
 from shared.db.types import Conn
-from shared.domain.lifecycle import PollSchedule, RetrySchedule, upstream_add_params
+from shared.domain.lifecycle import PollSchedule, RetrySchedule, upstream_add_params, upstream_request_id
 from shared.domain.statuses import OrderState
 from shared.failpoints import Failpoints
 from shared.settings import Settings
@@ -93,7 +93,10 @@ class Submitter:
         except UnknownProvider as exc:
             return NotSent(str(exc))
         params = upstream_add_params(
-            provider_service_id=order.provider_service_id, link=order.link, params=order.params
+            provider_service_id=order.provider_service_id,
+            request_id=upstream_request_id(order.id, order.created_us),
+            link=order.link,
+            params=order.params,
         )
         try:
             return await client.add(params)

@@ -160,14 +160,27 @@ def test_upstream_add_params_restore_the_contract_shapes() -> None:
     from shared.domain.lifecycle import upstream_add_params
 
     assert upstream_add_params(
-        provider_service_id="12", link="https://x.test/p", params={"quantity": 100, "runs": 5, "interval": 30}
-    ) == {"service": "12", "link": "https://x.test/p", "quantity": "100", "runs": "5", "interval": "30"}
-    assert upstream_add_params(provider_service_id="3", link="https://x.test/p", params={"comments": ["a", "b"]}) == {
+        provider_service_id="12",
+        request_id="r1",
+        link="https://x.test/p",
+        params={"quantity": 100, "runs": 5, "interval": 30},
+    ) == {
+        "service": "12",
+        "request_id": "r1",
+        "link": "https://x.test/p",
+        "quantity": "100",
+        "runs": "5",
+        "interval": "30",
+    }
+    assert upstream_add_params(
+        provider_service_id="3", request_id="r1", link="https://x.test/p", params={"comments": ["a", "b"]}
+    ) == {
         "service": "3",
+        "request_id": "r1",
         "link": "https://x.test/p",
         "comments": "a\nb",
     }
     sub = upstream_add_params(
-        provider_service_id="9", link=None, params={"username": "u", "min": 10, "expiry": "2026-03-01"}
+        provider_service_id="9", request_id="r1", link=None, params={"username": "u", "min": 10, "expiry": "2026-03-01"}
     )
-    assert sub == {"service": "9", "username": "u", "min": "10", "expiry": "01/03/2026"}
+    assert sub == {"service": "9", "request_id": "r1", "username": "u", "min": "10", "expiry": "01/03/2026"}
