@@ -148,6 +148,7 @@ async def test_unroutable_message_is_a_failure_and_does_not_block_the_rest(
     finally:
         await relay.stop()
 
+    assert row is not None
     assert row["published_at"] is None
     assert "PublishError" in row["last_error"]
     # Retried, but with a growing pause, not in a tight loop (0.5 s, 1 s, ...).
