@@ -1,4 +1,5 @@
-"""The demo seed: one reseller account with money, an API key, and a small catalog. Idempotent.
+"""The demo seed: one reseller account with money, an API key, and a small catalog bought from the provider
+simulator. Idempotent.
 
 Keys are stored hashed, so the caller keeps the demo key itself (the CLI: in `.run/demo-key`, mode 0600) and
 hands it back on the next seed, which reuses it while it still works and makes a new one otherwise.
@@ -18,29 +19,36 @@ DEMO_EMAIL = "demo@panelflow.local"
 # Re-seeding tops the demo account back up to this, so a demo that spent its money works again.
 DEMO_BALANCE = Decimal("1000")
 DEMO_CATEGORY = "Demo"
+D = Decimal
 
 
 @dataclass(frozen=True)
 class DemoService:
     name: str
     type: str
-    rate: Decimal
+    rate: Decimal  # our sell price
     min_quantity: int
     max_quantity: int
+    sim_service: str  # the provider simulator's service it is bought from (services/provider_sim/state.py)
+    cost_rate: Decimal
     refill: bool = False
     cancel: bool = False
     dripfeed: bool = False
 
 
-# The first one is the Default-type service `make run` / `make up` advertise.
+# Bought from the provider simulator (`python -m services.provider_sim`, which the stack starts), within its
+# services' min/max. The first one is the Default-type service `make run` / `make up` advertise.
 CATALOG = (
-    DemoService("Demo followers", "Default", Decimal("0.90"), 10, 100_000, refill=True, cancel=True, dripfeed=True),
-    DemoService("Demo likes package", "Package", Decimal("2.50"), 1, 1),
-    DemoService("Demo custom comments", "Custom Comments", Decimal("12.00"), 1, 1_000, cancel=True),
-    DemoService("Demo mentions", "Mentions", Decimal("3.20"), 100, 50_000),
-    DemoService("Demo poll votes", "Poll", Decimal("1.10"), 50, 20_000, cancel=True),
-    DemoService("Demo subscriptions", "Subscriptions", Decimal("0.60"), 50, 5_000),
-)
+    DemoService(
+        "Demo followers", "Default", D("1.20"), 50, 10_000, "1", D("0.90"), refill=True, cancel=True, dripfeed=True
+    ),
+    DemoService("Demo verified package", "Package", D("15.00"), 1, 1, "3", D("12.50")),
+    DemoService("Demo custom comments", "Custom Comments", D("6.00"), 5, 1_000, "4", D("4.20"), cancel=True),
+    DemoService("Demo keyword traffic", "SEO", D("1.60"), 100, 100_000, "5", D("1.10")),
+    DemoService("Demo mentions list", "Mentions Custom List", D("3.00"), 10, 5_000, "6", D("2.00")),
+    DemoService("Demo auto likes", "Subscriptions", D("0.60"), 50, 10_000, "7", D("0.40")),
+)  # fmt: skip
+SIM_PROVIDER = "simulator"
 
 
 @dataclass(frozen=True)
@@ -55,9 +63,12 @@ class DemoSeed:
 async def seed(conn: Conn, settings: Settings, *, known_key: str | None = None) -> DemoSeed:
     """Create what is missing of the demo, top its balance back up, and return its ids and key."""
     account_id = await _account(conn, settings)
+    provider_id = await catalog.upsert_provider(
+        conn, name=SIM_PROVIDER, url=f"http://{settings.sim_host}:{settings.sim_port}/api/v2", api_key=settings.sim_key
+    )
     service_ids = {}
     for service in CATALOG:
-        service_ids[service.name] = await _service(conn, service)
+        service_ids[service.name] = await _service(conn, service, provider_id)
     key, created = await _key(conn, account_id, known_key)
     return DemoSeed(account_id, key, created, service_ids[CATALOG[0].name], service_ids)
 
@@ -75,7 +86,7 @@ async def _account(conn: Conn, settings: Settings) -> int:
     return row.id
 
 
-async def _service(conn: Conn, service: DemoService) -> int:
+async def _service(conn: Conn, service: DemoService, provider_id: int) -> int:
     row = await catalog.find_service(conn, name=service.name, category=DEMO_CATEGORY)
     if row is not None:
         return row.id
@@ -90,6 +101,9 @@ async def _service(conn: Conn, service: DemoService) -> int:
         refill=service.refill,
         cancel=service.cancel,
         dripfeed=service.dripfeed,
+        cost_rate=service.cost_rate,
+        provider_id=provider_id,
+        provider_service_id=service.sim_service,
     )
 
 

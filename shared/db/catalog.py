@@ -96,3 +96,96 @@ async def find_service(conn: Conn, *, name: str, category: str) -> ServiceRow | 
         category,
     )
     return None if row is None else _service(row)
+
+
+async def upsert_provider(conn: Conn, *, name: str, url: str, api_key: str) -> int:
+    """The provider with this name, created or pointed at `url` with `api_key` (the demo seed's simulator)."""
+    provider_id: int = await conn.fetchval(
+        """
+        INSERT INTO providers (name, url, api_key) VALUES ($1, $2, $3)
+        ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, api_key = EXCLUDED.api_key
+        RETURNING id
+        """,
+        name,
+        url,
+        api_key,
+    )
+    return provider_id
+
+
+# --- catalog sync from an upstream provider (H5: shared/catalog/sync.py) ------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderRow:
+    id: int
+    name: str
+    url: str
+    api_key: str
+    active: bool
+
+
+async def get_provider(conn: Conn, provider_id: int, *, for_update: bool = False) -> ProviderRow | None:
+    """`for_update` locks the provider's row: two syncs of one provider run one after the other."""
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(f"SELECT id, name, url, api_key, active FROM providers WHERE id = $1{lock}", provider_id)
+    return None if row is None else ProviderRow(**dict(row.items()))
+
+
+async def provider_services(conn: Conn, provider_id: int) -> list[ServiceRow]:
+    """Every service bought from this provider, active or not."""
+    rows = await conn.fetch(f"SELECT {_SERVICE_COLUMNS} FROM services WHERE provider_id = $1 ORDER BY id", provider_id)
+    return [_service(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class SyncedService:
+    """A service as the upstream sells it, with the sell rate we chose."""
+
+    provider_service_id: str
+    name: str
+    type: str
+    category: str
+    rate: Decimal
+    cost_rate: Decimal
+    min_quantity: int
+    max_quantity: int
+    refill: bool
+    cancel: bool
+    dripfeed: bool
+
+
+_UPSERT_SYNCED = """
+    INSERT INTO services (provider_id, provider_service_id, name, type, category, rate, cost_rate,
+                          min_quantity, max_quantity, refill, cancel, dripfeed, active)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, TRUE)
+    ON CONFLICT (provider_id, provider_service_id) DO UPDATE SET
+        name = EXCLUDED.name, type = EXCLUDED.type, category = EXCLUDED.category, rate = EXCLUDED.rate,
+        cost_rate = EXCLUDED.cost_rate, min_quantity = EXCLUDED.min_quantity, max_quantity = EXCLUDED.max_quantity,
+        refill = EXCLUDED.refill, cancel = EXCLUDED.cancel, dripfeed = EXCLUDED.dripfeed, active = TRUE,
+        updated_at = now()
+"""
+
+
+async def upsert_synced_services(conn: Conn, provider_id: int, services: list[SyncedService]) -> None:
+    """Insert or refresh these services, keyed by (provider, provider's service id). Orders are not touched:
+    each order carries the rate it was placed at."""
+    await conn.executemany(
+        _UPSERT_SYNCED,
+        [
+            (provider_id, s.provider_service_id, s.name, s.type, s.category, s.rate, s.cost_rate,
+             s.min_quantity, s.max_quantity, s.refill, s.cancel, s.dripfeed)
+            for s in services
+        ],
+    )  # fmt: skip
+
+
+async def deactivate_provider_services(conn: Conn, provider_id: int, provider_service_ids: list[str]) -> None:
+    await conn.execute(
+        """
+        UPDATE services SET active = FALSE, updated_at = now()
+        WHERE provider_id = $1 AND provider_service_id = ANY($2::text[]) AND active
+        """,
+        provider_id,
+        provider_service_ids,
+    )

@@ -1,0 +1,56 @@
+# panelflow: one command to set up and run or test (see README.md).
+#   make run   set up, then the stack in the foreground (Ctrl-C stops it)
+#   make up    the same in the background; writes .run/env      make down   stops it
+#   make test  set up, then ruff, mypy and the whole pytest suite   make lint   ruff + mypy only
+#   make bench set up, then the benchmark (installs wrk when missing and root)
+# Set-up = .venv with the locked dependencies (scripts/ensure-venv.sh) + Postgres, RabbitMQ and Redis answering
+# at the configured URLs (scripts/ensure-services.sh) + the database migrated + the demo seeded.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+PANELFLOW := $(VENV)/bin/panelflow
+
+.PHONY: help venv services setup db run up down test lint bench
+
+help:
+	@sed -n '2,7p' Makefile | sed 's/^# //'
+
+venv:
+	@scripts/ensure-venv.sh
+
+services: venv
+	@scripts/ensure-services.sh
+
+setup: venv services
+
+db: setup
+	@$(PANELFLOW) migrate
+	@mkdir -p .run && chmod 700 .run
+	@$(PANELFLOW) demo seed --key-file .run/demo-key > .run/demo.env
+
+run: db
+	@$(PY) -m shared.cli.stack run
+
+up: db
+	@$(PY) -m shared.cli.stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m shared.cli.stack down; else echo "stack: not running"; fi
+
+lint: venv
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+test: setup lint
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	@command -v wrk >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        echo "bench: installing wrk with apt-get"; \
+	        DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	    else echo "bench: wrk is missing: sudo apt-get install wrk" >&2; exit 1; fi; }
+	$(PY) -m bench.run

@@ -1,0 +1,287 @@
+"""Run panelflow's processes together for development and demos (`make run`, `make up`, `make down`).
+
+`python -m shared.cli.stack run`   all processes in the foreground, output prefixed by process name (and kept in
+                                   `.run/<name>.log`); Ctrl-C or SIGTERM stops them all; one dying stops the rest.
+`python -m shared.cli.stack up`    the same in the background; returns once the api answers `/healthz`, then
+                                   writes `.run/env` (PANELFLOW_API_URL + the demo lines of `.run/demo.env`).
+`python -m shared.cli.stack down`  stops the background stack.
+
+A new process joins the stack by adding one line to `PROCESSES`; a line whose package has no `__main__` yet
+is skipped, so the list can name processes before they land.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+from shared.settings import Settings
+
+RUN_DIR = Path(".run")
+STOP_TIMEOUT_S = 20.0
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    module: str
+
+
+PROCESSES = (
+    Process("api", "services.api"),
+    Process("worker", "services.worker"),
+    Process("webhooks", "services.webhooks"),
+    Process("provider-sim", "services.provider_sim"),
+)
+
+
+def available() -> list[Process]:
+    found = []
+    for process in PROCESSES:
+        try:
+            spec = find_spec(process.module + ".__main__")
+        except ModuleNotFoundError:
+            spec = None
+        if spec is not None:
+            found.append(process)
+    return found
+
+
+def api_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "") else settings.api_host
+    return f"http://{host}:{settings.api_port}"
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own http URL
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def read_env(path: Path) -> dict[str, str]:
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name.strip():
+                values[name.strip()] = value.strip()
+    return values
+
+
+def write_env(settings: Settings) -> dict[str, str]:
+    """`.run/env`: the api URL and the demo's ids and key, as KEY=value lines."""
+    values = {"PANELFLOW_API_URL": api_url(settings), **read_env(RUN_DIR / "demo.env")}
+    RUN_DIR.mkdir(exist_ok=True)
+    (RUN_DIR / "env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    return values
+
+
+def banner(values: dict[str, str], *, background: bool) -> str:
+    url = values["PANELFLOW_API_URL"] + "/api/v2"
+    key = values.get("PANELFLOW_DEMO_KEY", "<key: panelflow key create --account ID>")
+    service = values.get("PANELFLOW_DEMO_SERVICE", "<service id>")
+    stop = "make down" if background else "Ctrl-C"
+    return f"""
+panelflow is running: {url}
+  demo key:      {key}
+  demo service:  {service} (type Default)
+  place an order:
+    curl -s {url} -d key={key} -d action=add -d service={service} \\
+         -d link=https://example.com/post/1 -d quantity=100 -d request_id=demo-$(date +%s)
+  its status:    curl -s {url} -d key={key} -d action=status -d order=<the order id>
+  balance:       curl -s {url} -d key={key} -d action=balance
+  logs in .run/*.log; stop with {stop}
+"""
+
+
+# --- foreground -------------------------------------------------------------------------------------------------
+
+
+class Stack:
+    def __init__(self, processes: list[Process], settings: Settings, *, show_banner: bool) -> None:
+        self.processes = processes
+        self.settings = settings
+        self.show_banner = show_banner
+        self.children: dict[str, asyncio.subprocess.Process] = {}
+        self.width = max(len(p.name) for p in processes)
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        pumps = []
+        for process in self.processes:
+            # A session of its own: Ctrl-C reaches only us, and we stop the children in order.
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", process.module,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                env=env, start_new_session=True,
+            )  # fmt: skip
+            self.children[process.name] = child
+            (RUN_DIR / f"{process.name}.pid").write_text(f"{child.pid}\n")
+            pumps.append(asyncio.create_task(self._pump(process.name, child)))
+        self._say(f"started {', '.join(f'{n} (pid {c.pid})' for n, c in self.children.items())}")
+        exited = [asyncio.create_task(self._exited(name, child)) for name, child in self.children.items()]
+        banner_task = asyncio.create_task(self._banner()) if self.show_banner else None
+        stop = asyncio.create_task(self.stopping.wait())
+        done, _ = await asyncio.wait([stop, *exited], return_when=asyncio.FIRST_COMPLETED)
+        status = 0 if stop in done else 1
+        if banner_task is not None:
+            banner_task.cancel()
+        await self._stop_all()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        for task in (stop, *exited):
+            task.cancel()
+        return status
+
+    async def _exited(self, name: str, child: asyncio.subprocess.Process) -> None:
+        code = await child.wait()
+        if not self.stopping.is_set():
+            self._say(f"{name} exited with status {code}: stopping the stack (its output: .run/{name}.log)")
+
+    async def _stop_all(self) -> None:
+        self.stopping.set()
+        for child in self.children.values():
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for name, child in self.children.items():
+            try:
+                await asyncio.wait_for(child.wait(), max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                self._say(f"{name} did not stop within {STOP_TIMEOUT_S:.0f} s: killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    child.kill()
+                await child.wait()
+            with contextlib.suppress(FileNotFoundError):
+                (RUN_DIR / f"{name}.pid").unlink()
+        self._say("stopped")
+
+    async def _pump(self, name: str, child: asyncio.subprocess.Process) -> None:
+        assert child.stdout is not None
+        prefix = f"{name:<{self.width}} | "
+        with (RUN_DIR / f"{name}.log").open("a") as log:
+            async for raw in child.stdout:
+                line = raw.decode(errors="replace")
+                log.write(line)
+                log.flush()
+                sys.stdout.write(prefix + line)
+                sys.stdout.flush()
+
+    async def _banner(self) -> None:
+        health = api_url(self.settings) + "/healthz"
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if await asyncio.to_thread(_answers, health):
+                print(banner(write_env(self.settings), background=False), flush=True)
+                return
+            await asyncio.sleep(0.3)
+        self._say(f"the api did not answer {health} within {READY_TIMEOUT_S:.0f} s")
+
+    def _say(self, text: str) -> None:
+        print(f"{'stack':<{self.width}} | {text}", flush=True)
+
+
+# --- background -------------------------------------------------------------------------------------------------
+
+
+def _running_pid() -> int | None:
+    path = RUN_DIR / "stack.pid"
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    return pid
+
+
+def up(settings: Settings) -> int:
+    health = api_url(settings) + "/healthz"
+    pid = _running_pid()
+    if pid is None:
+        RUN_DIR.mkdir(exist_ok=True)
+        with (RUN_DIR / "stack.log").open("ab") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli.stack", "run", "--no-banner"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        pid = child.pid
+        (RUN_DIR / "stack.pid").write_text(f"{pid}\n")
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not _answers(health):
+            if child.poll() is not None or time.monotonic() > deadline:
+                tail = (RUN_DIR / "stack.log").read_text(errors="replace")[-3000:]
+                print(f"{tail}\nstack: the api did not come up (log: .run/stack.log)", file=sys.stderr)
+                down()
+                return 1
+            time.sleep(0.2)
+    elif not _answers(health):
+        print(f"stack: a stack runs (pid {pid}) but {health} does not answer; `make down` first", file=sys.stderr)
+        return 1
+    print(banner(write_env(settings), background=True))
+    return 0
+
+
+def down() -> int:
+    pid = _running_pid()
+    if pid is None:
+        print("stack: not running")
+        (RUN_DIR / "stack.pid").unlink(missing_ok=True)
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        print(f"stack: pid {pid} did not stop: killing its process group", file=sys.stderr)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    (RUN_DIR / "stack.pid").unlink(missing_ok=True)
+    print("stack: stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared.cli.stack", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("run", "up", "down"))
+    parser.add_argument("--no-banner", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.action == "down":
+        return down()
+    settings = Settings()
+    if args.action == "up":
+        return up(settings)
+    pid = _running_pid()
+    if pid is not None and pid != os.getpid() and not args.no_banner:
+        print(f"stack: already running in the background (pid {pid}); `make down` first", file=sys.stderr)
+        return 1
+    processes = available()
+    RUN_DIR.mkdir(exist_ok=True)
+    missing = [p.name for p in PROCESSES if p not in processes]
+    if missing:
+        print(f"stack: not built yet, skipped: {', '.join(missing)}", flush=True)
+    return asyncio.run(Stack(processes, settings, show_banner=not args.no_banner).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
