@@ -210,9 +210,9 @@ class AddressGuard:
 
     async def check_destination(self, url: str, *, allow_http: bool) -> URL:
         """Registration-time check: the URL, and every address its host resolves to now."""
-        parsed = self.check_url(url, allow_http=allow_http)
-        assert parsed.host is not None
         try:
+            parsed = self.check_url(url, allow_http=allow_http)
+            assert parsed.host is not None
             await self.resolve_checked(parsed.host, parsed.port or 0)
         except ForbiddenDestination as exc:
             raise InvalidWebhookUrl(f"url resolves to a non-public address ({exc.reason})") from exc
