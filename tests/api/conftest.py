@@ -51,8 +51,11 @@ class ApiClient:
             assert resp.content_type == "application/json", (resp.status, resp.content_type, text)
             return Reply(resp.status, json.loads(text), dict(resp.headers))
 
-    async def call(self, key: str | None, action: str, headers: dict[str, str] | None = None, **params: Any) -> Reply:
+    async def call(self, key: str | None, action: str, **params: Any) -> Reply:
         """A form POST, the way most reseller clients call the API."""
+        return await self.call_with_headers({}, key, action, **params)
+
+    async def call_with_headers(self, headers: dict[str, str], key: str | None, action: str, **params: Any) -> Reply:
         form = {"action": action, **{k: str(v) for k, v in params.items()}}
         if key is not None:
             form["key"] = key
@@ -95,3 +98,13 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 3.0,
         if time.monotonic() - started > timeout:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def wait_for_service(client: ApiClient, key: str, *service_ids: int) -> None:
+    """Services reach the api's catalog through NOTIFY: wait until they are orderable."""
+
+    async def listed() -> bool:
+        reply = await client.call(key, "services")
+        return set(service_ids) <= {s["service"] for s in reply.body}
+
+    await eventually(listed)

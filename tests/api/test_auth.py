@@ -79,5 +79,5 @@ async def test_x_forwarded_for_is_ignored_from_untrusted_peers(client: ApiClient
     # The session api trusts no proxy: a spoofed header must not pass the allow-list.
     account_id = await make_account(pool)
     key = await make_key(pool, account_id=account_id, allow_ips=["10.1.2.3/32"])
-    reply = await client.call(key, "balance", headers={"X-Forwarded-For": "10.1.2.3"})
+    reply = await client.call_with_headers({"X-Forwarded-For": "10.1.2.3"}, key, "balance")
     assert reply.status == 403
