@@ -29,6 +29,7 @@ GROUPS: tuple[str, ...] = (
     "shared.cli.accounts",
     "shared.cli.keys",
     "shared.cli.catalog",
+    "shared.cli.services_cmd",
     "shared.cli.ledger",
     "shared.cli.demo",
 )

@@ -1,0 +1,1 @@
+"""The catalog's use cases: syncing services from upstream providers."""
