@@ -1,0 +1,139 @@
+"""`python -m services.webhooks` as real processes: the broker path, two dispatchers at once, SIGKILL mid-send."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import asyncpg
+import pytest
+from aiohttp import web
+
+from shared.db import outbox
+from shared.domain.events import Event, EventType
+from shared.messaging import topology
+from shared.messaging.envelope import build_message
+from shared.messaging.relay import OutboxRelay
+from shared.settings import Settings
+from shared.webhooks import endpoints
+from tests.support.processes import ManagedProcess, settings_env
+from tests.support.webhooks import Receiver, attempts, deliveries, emit, register, spec_verify, wait_until
+from tests.webhooks.conftest import SECRET_KEY
+
+
+@pytest.fixture
+async def spawn(wh_settings: Settings, logs_dir: Path) -> AsyncIterator[Callable[..., Any]]:
+    started: list[ManagedProcess] = []
+
+    async def start(name: str, **overrides: Any) -> ManagedProcess:
+        env = settings_env(wh_settings, webhook_secret_key=SECRET_KEY, **overrides)
+        proc = ManagedProcess("services.webhooks", env, logs_dir / f"{name}.log").start()
+        started.append(proc)
+        await wait_until(lambda: "consumer_started" in proc.log_text() or not proc.alive(), timeout=30)
+        assert proc.alive(), proc.log_text()[-3000:]
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop(timeout=10)
+
+
+async def test_events_flow_from_the_outbox_through_the_broker_to_the_receiver(
+    pool: asyncpg.Pool, wh_settings: Settings, account: int, receiver: Receiver, spawn
+) -> None:
+    endpoint_id, secret = await register(pool, wh_settings, account_id=account, url=receiver.url())
+    await spawn("e2e")
+    completed = Event(
+        EventType.ORDER_COMPLETED,
+        {"account_id": account, "order": 42, "status": "Completed", "charge": "1.80000", "remains": "0",
+         "start_count": "10", "currency": "USD"},
+    )  # fmt: skip
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.add_event(conn, completed)
+        test_event = await endpoints.send_test(conn, account_id=account, endpoint_id=endpoint_id, correlation_id="c1")
+    relay = OutboxRelay(wh_settings, pool)
+    await relay.start()
+    try:
+        await wait_until(lambda: len(receiver.hits) >= 2, timeout=15)
+    finally:
+        await relay.stop()
+    by_id = {h.headers["webhook-id"]: h for h in receiver.hits}
+    assert set(by_id) == {str(completed.id), str(test_event)}
+    assert all(spec_verify(secret, h.headers, h.body) for h in receiver.hits)
+    assert json.loads(by_id[str(completed.id)].body)["data"]["charge"] == "1.80000"
+    assert json.loads(by_id[str(test_event)].body)["type"] == "webhook.test"
+    # The relay is at-least-once: the same event published again makes no second delivery.
+    connection = await aio_pika.connect(wh_settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(topology.exchange_name(wh_settings))
+        message = build_message(
+            event_id=completed.id,
+            event_type=str(completed.type),
+            payload_json=json.dumps(completed.payload),
+            correlation_id=None,
+        )
+        await exchange.publish(message, routing_key=str(completed.type))
+    await asyncio.sleep(1.0)
+    assert len(receiver.hits) == 2
+    assert len(await deliveries(pool, endpoint_id)) == 2
+
+
+async def test_two_dispatchers_at_once_send_each_attempt_once(
+    pool: asyncpg.Pool, wh_settings: Settings, account: int, spawn
+) -> None:
+    async def fail_first(request: web.Request, r: Receiver) -> web.StreamResponse:
+        seen = sum(1 for h in r.hits if h.headers["webhook-id"] == request.headers["webhook-id"])
+        return web.Response(status=500 if seen == 1 else 200)
+
+    receiver = await Receiver(fail_first).start()
+    try:
+        endpoint_id, _ = await register(pool, wh_settings, account_id=account, url=receiver.url())
+        events = [await emit(pool, account_id=account) for _ in range(120)]
+        overrides = {"webhook_retry_schedule_s": [0.2], "webhook_endpoint_concurrency": 64, "webhook_claim_batch": 16}
+        await asyncio.gather(spawn("pair-a", **overrides), spawn("pair-b", **overrides))
+        await wait_until(lambda: _all_status(pool, endpoint_id, "succeeded", len(events)), timeout=30, interval=0.2)
+        counts = Counter(receiver.ids())
+        assert set(counts) == {str(e) for e in events}
+        assert set(counts.values()) == {2}  # one failed attempt and one retry per event, never more
+        rows = await attempts(pool, endpoint_id)
+        assert Counter((r["delivery_id"], r["attempt"]) for r in rows).most_common(1)[0][1] == 1
+        assert len(rows) == 240
+    finally:
+        await receiver.stop()
+
+
+async def _all_status(pool: asyncpg.Pool, endpoint_id: int, status: str, n: int) -> bool:
+    rows = await deliveries(pool, endpoint_id)
+    return len(rows) == n and all(r["status"] == status for r in rows)
+
+
+async def test_a_dispatcher_killed_mid_send_is_retried_and_the_receiver_dedupes(
+    pool: asyncpg.Pool, wh_settings: Settings, account: int, spawn
+) -> None:
+    async def hang_first(_request: web.Request, r: Receiver) -> web.StreamResponse:
+        if len(r.hits) == 1:
+            await asyncio.sleep(30)
+        return web.Response()
+
+    receiver = await Receiver(hang_first).start()
+    try:
+        endpoint_id, _ = await register(pool, wh_settings, account_id=account, url=receiver.url())
+        short_lease = {"webhook_lease_s": 2.0, "webhook_timeout_s": 1.5}
+        first = await spawn("killed", **short_lease)
+        event_id = await emit(pool, account_id=account)
+        await wait_until(lambda: receiver.hits, timeout=10)
+        first.kill()  # SIGKILL while the request is in flight
+        await spawn("successor", **short_lease)
+        await wait_until(lambda: _all_status(pool, endpoint_id, "succeeded", 1), timeout=15)
+        assert receiver.ids() == [str(event_id), str(event_id)]  # the same webhook-id: one event to the receiver
+        [row] = await attempts(pool, endpoint_id)
+        assert row["attempt"] == 2  # the killed attempt left no log row, but it was counted
+        assert row["status_code"] == 200
+    finally:
+        await receiver.stop()
