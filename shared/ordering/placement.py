@@ -9,6 +9,7 @@ many orders: that is what brings ingress close to the database's commit ceiling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from decimal import Decimal
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 
 from shared.db import placement as sql
 from shared.db.types import Conn
@@ -66,7 +68,11 @@ class _Pending:
 
 
 class Placer:
-    """Places orders exactly once; coalesces concurrent calls into batches (see the module docstring)."""
+    """Places orders exactly once; coalesces concurrent calls into batches (see the module docstring).
+
+    Each batch slot keeps its pool connection between batches (no acquire, reset and release per batch), so
+    the placer holds up to `placement_concurrency` of the pool's connections while it runs.
+    """
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self._pool = pool
@@ -76,6 +82,7 @@ class Placer:
         self._wakeup = asyncio.Event()
         self._batcher: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._idle: list[PoolConnectionProxy] = []
         self._closing = False
 
     async def start(self) -> None:
@@ -91,6 +98,8 @@ class Placer:
             self._batcher = None
         while self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+        while self._idle:
+            await self._pool.release(self._idle.pop())
 
     async def place(self, request: PlacementRequest) -> int:
         """The order id (new, or the original for a replay with the same params_hash).
@@ -109,7 +118,7 @@ class Placer:
 
     async def _run(self) -> None:
         while True:
-            # Take a batch only once a connection slot is free: meanwhile the queue grows into the next batch.
+            # Take a batch only once a slot is free: meanwhile the queue grows into the next batch.
             await self._slots.acquire()
             while not self._queue:
                 if self._closing:
@@ -128,8 +137,7 @@ class Placer:
 
     async def _execute(self, batch: list[_Pending]) -> None:
         try:
-            if batch:
-                await self._place_pending(batch)
+            await self._place_on_a_connection(batch)
         except Exception as exc:  # never leave a caller waiting, whatever broke
             log.exception("placement_batch_crashed", size=len(batch))
             for pending in batch:
@@ -137,7 +145,51 @@ class Placer:
         finally:
             self._slots.release()
 
-    async def _place_pending(self, batch: list[_Pending]) -> None:
+    async def _place_on_a_connection(self, batch: list[_Pending]) -> None:
+        for attempt in (1, 2):
+            waiting = [p for p in batch if not p.future.done()]
+            if not waiting:
+                return
+            reused = bool(self._idle)
+            try:
+                conn = self._idle.pop() if reused else await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+                if reused and not _usable(conn):  # lost while idle; asyncpg has handed it back to the pool
+                    conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+                    reused = False
+            except CONNECTION_ERRORS as exc:
+                log.warning("placement_database_down", error=repr(exc), size=len(waiting))
+                _deliver_all(waiting, DependencyDown)
+                return
+            try:
+                try:
+                    await self._place_pending(conn, waiting)
+                except asyncpg.InterfaceError as exc:
+                    if _usable(conn):
+                        raise
+                    raise ConnectionError("the database connection was lost") from exc
+            except CONNECTION_ERRORS as exc:
+                await self._discard(conn)
+                # A kept connection may have died while idle (a database restart): try once on a fresh one.
+                # Re-running is safe: what the lost statement committed comes back as the original orders.
+                if reused and attempt == 1:
+                    continue
+                log.warning("placement_database_down", error=repr(exc), size=len(waiting))
+                _deliver_all([p for p in waiting if not p.future.done()], DependencyDown)
+                return
+            except BaseException:
+                await self._discard(conn)
+                raise
+            self._idle.append(conn)
+            return
+
+    async def _discard(self, conn: PoolConnectionProxy) -> None:
+        if not _usable(conn):
+            return  # asyncpg has handed it back to the pool already
+        conn.terminate()
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+    async def _place_pending(self, conn: Conn, batch: list[_Pending]) -> None:
         # Duplicates of one (account, request_id) in a batch share the outcome of the first; one with other
         # parameters is settled after it (it then meets the original: 409, or is placed if the first failed).
         firsts: dict[tuple[int, str], _Pending] = {}
@@ -153,7 +205,7 @@ class Placer:
             else:
                 later.append(pending)
         leaders = list(firsts.values())
-        results = await self._place_all([p.request for p in leaders])
+        results = await self._place_all(conn, [p.request for p in leaders])
         outcome = {}
         for pending, result in zip(leaders, results, strict=True):
             outcome[id(pending)] = result
@@ -161,25 +213,26 @@ class Placer:
         for pending, first in followers:
             _deliver(pending, outcome[id(first)])
         for pending in later:
-            _deliver(pending, (await self._place_all([pending.request]))[0])
+            _deliver(pending, (await self._place_all(conn, [pending.request]))[0])
 
     # --- the database work -----------------------------------------------------------------------------
 
-    async def _place_all(self, requests: Sequence[PlacementRequest], attempt: int = 1) -> list[Result]:
-        """Outcome of each request (distinct (account, request_id) pairs): an order id or the error to raise."""
+    async def _place_all(self, conn: Conn, requests: Sequence[PlacementRequest], attempt: int = 1) -> list[Result]:
+        """Outcome of each request (distinct (account, request_id) pairs): an order id or the error to raise.
+
+        Connection errors propagate: the caller answers them (503) for the whole batch.
+        """
         single = len(requests) == 1
         try:
-            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-                rows = await sql.place_batch(conn, [_new_order(r) for r in requests])
-        except CONNECTION_ERRORS as exc:
-            log.warning("placement_database_down", error=repr(exc), size=len(requests))
-            return [DependencyDown() for _ in requests]
+            rows = await sql.place_batch(conn, [_new_order(r) for r in requests])
+        except CONNECTION_ERRORS:
+            raise
         except asyncpg.PostgresError as exc:
             if single:
                 return [_single_failure(exc)]
             # One bad order must not fail the others: place them one by one.
             log.warning("placement_batch_failed", error=repr(exc), size=len(requests))
-            return [(await self._place_all([r]))[0] for r in requests]
+            return [(await self._place_all(conn, [r]))[0] for r in requests]
 
         results: list[Result | None] = [None] * len(requests)
         refused: list[int] = []
@@ -206,20 +259,12 @@ class Placer:
         rerun: list[int] = []
         if skipped:
             # Another batch committed these request_ids after our snapshot: its order is the original.
-            try:
-                async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-                    found = await sql.find_orders(
-                        conn, [(requests[i].account_id, requests[i].request_id) for i in skipped]
-                    )
-            except CONNECTION_ERRORS:
-                found = [None] * len(skipped)
-                for i in skipped:
-                    results[i] = DependencyDown()
+            found = await sql.find_orders(conn, [(requests[i].account_id, requests[i].request_id) for i in skipped])
             for i, winner in zip(skipped, found, strict=True):
-                if winner is not None:
-                    results[i] = winner[0] if winner[1] == requests[i].params_hash else RequestIdConflict()
-                elif results[i] is None:
+                if winner is None:
                     rerun.append(i)
+                else:
+                    results[i] = winner[0] if winner[1] == requests[i].params_hash else RequestIdConflict()
 
         # The running sum is greedy (balance 10: 8 taken, then 5 and 1 both refused). Re-run alone, in batch
         # order, each refused order that still fits into what its account has left; the rest truly do not fit.
@@ -237,7 +282,7 @@ class Placer:
             if single and attempt >= _SINGLE_ATTEMPTS:
                 results[i] = RuntimeError(f"placement did not settle after {attempt} attempts")
             else:
-                results[i] = (await self._place_all([requests[i]], attempt + 1 if single else 1))[0]
+                results[i] = (await self._place_all(conn, [requests[i]], attempt + 1 if single else 1))[0]
         return [r if r is not None else RuntimeError("placement left a request unsettled") for r in results]
 
 
@@ -279,6 +324,18 @@ def _single_failure(exc: asyncpg.PostgresError) -> BaseException:
         return ServiceNotFound()
     log.error("placement_failed", error=repr(exc))
     return exc
+
+
+def _usable(conn: PoolConnectionProxy) -> bool:
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # the proxy was detached: its connection went back to the pool on loss
+        return False
+
+
+def _deliver_all(batch: list[_Pending], error: type[BaseException]) -> None:
+    for pending in batch:
+        _deliver(pending, error())
 
 
 def _deliver(pending: _Pending, result: Result) -> None:

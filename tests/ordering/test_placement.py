@@ -176,3 +176,24 @@ async def test_close_places_what_is_queued_then_refuses(
     with pytest.raises(DependencyDown):
         await placer.place(order_request(terms, account_id=account_id))
     assert await account_state(pool, account_id) == (Decimal("80"), 20, 20, 20)
+
+
+async def test_a_kept_connection_that_died_while_idle_is_replaced(
+    pool: asyncpg.Pool, placer: Placer, terms: ServiceTerms
+) -> None:
+    account_id = await make_account(pool, balance="100")
+    await placer.place(order_request(terms, account_id=account_id))
+    async with pool.acquire() as conn:
+        # The placer's kept connections are the ones that ran the batch statement: a restart would end them.
+        killed = await conn.fetchval(
+            """
+            SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%WITH input AS%'
+            """
+        )
+    assert killed >= 1
+
+    order_id = await placer.place(order_request(terms, account_id=account_id))
+
+    assert order_id > 0
+    assert await account_state(pool, account_id) == (Decimal("98"), 2, 2, 2)
