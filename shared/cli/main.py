@@ -32,6 +32,8 @@ GROUPS: tuple[str, ...] = (
     "shared.cli.services_cmd",
     "shared.cli.ledger",
     "shared.cli.demo",
+    "shared.cli.orders_cmd",
+    "shared.cli.dlq_cmd",
 )
 
 
