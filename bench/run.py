@@ -38,6 +38,7 @@ from shared.auth.keys import generate_key, hash_key, key_prefix
 from shared.db import accounts, catalog, keys
 from shared.db.migrate import migrate
 from shared.db.pool import connect, drop_database, ensure_database, with_database
+from shared.logging import configure_logging
 from shared.messaging import topology
 from shared.settings import Settings
 
@@ -203,14 +204,17 @@ async def check(conn: asyncpg.Connection, before: int, result: dict[str, Any], c
     result["ledger_ok"] = not mismatches
     result["orders_match"] = result["successes"] <= placed <= result["successes"] + connections
     if mismatches or not result["orders_match"]:
-        print(f"VERIFICATION FAILED: {placed} orders for {result['successes']} successes, {mismatches[:5]}")
+        print(
+            f"VERIFICATION FAILED: {placed} orders for {result['successes']} successes, {mismatches[:5]}",
+            file=sys.stderr,
+        )
 
 
 async def delete_amqp_names(settings: Settings) -> None:
     try:
         connection = await aio_pika.connect(settings.amqp_url)
     except Exception as exc:  # the benchmark's numbers stand without it; say what is left behind
-        print(f"could not remove the bench's RabbitMQ queues ({settings.amqp_prefix}.*): {exc}")
+        print(f"could not remove the bench's RabbitMQ queues ({settings.amqp_prefix}.*): {exc}", file=sys.stderr)
         return
     async with connection:
         for name in topology.all_queue_names(settings):
@@ -252,6 +256,8 @@ async def bench(opts: Options) -> dict[str, Any]:
             "amqp_prefix": f"bench{uuid.uuid4().hex[:8]}",
         }
     )
+    # Our own log lines (migrations) go to stderr and only when they matter: stdout is the one JSON object.
+    configure_logging(settings.model_copy(update={"log_level": "WARNING"}), "bench")
     await drop_database(settings.database_url)
     await ensure_database(settings.database_url)
     conn = await connect(settings)
