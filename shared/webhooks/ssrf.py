@@ -215,7 +215,7 @@ class AddressGuard:
             assert parsed.host is not None
             await self.resolve_checked(parsed.host, parsed.port or 0)
         except ForbiddenDestination as exc:
-            raise InvalidWebhookUrl(f"url resolves to a non-public address ({exc.reason})") from exc
+            raise InvalidWebhookUrl(f"url points to a non-public address ({exc.reason})") from exc
         except OSError as exc:
             raise InvalidWebhookUrl("url host cannot be resolved") from exc
         return parsed

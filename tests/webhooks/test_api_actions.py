@@ -1,0 +1,130 @@
+"""The `webhook.*` actions over HTTP against a real api process allowed to reach the test receivers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from shared.settings import Settings
+from tests.support.factories import make_customer
+from tests.support.processes import ApiProcess
+from tests.support.webhooks import RECEIVER_NETWORK, Receiver, emit, spec_verify, wait_until
+from tests.webhooks.conftest import SECRET_KEY
+
+
+@pytest.fixture(scope="module")
+async def webhook_api(settings: Settings, logs_dir: Path) -> AsyncIterator[ApiProcess]:
+    process = await ApiProcess(
+        settings,
+        logs_dir / "api-webhooks.log",
+        webhooks_allow_http=True,
+        webhooks_allowed_networks=RECEIVER_NETWORK,
+        webhook_secret_key=SECRET_KEY,
+        relay_enabled=False,
+    ).started()
+    yield process
+    process.stop()
+
+
+async def call(api: ApiProcess, key: str, action: str, **params: Any) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(api.url + "/api/v2", data={"key": key, "action": action, **params}) as resp,
+    ):
+        return resp.status, await resp.json()
+
+
+async def test_webhook_actions_round_trip(
+    pool: asyncpg.Pool, webhook_api: ApiProcess, receiver: Receiver, dispatchers
+) -> None:
+    account_id, key = await make_customer(pool)
+    url = receiver.url()
+    status, added = await call(webhook_api, key, "webhook.add", url=url, events="order.completed,order.partial")
+    assert status == 200, added
+    assert added["secret"].startswith("whsec_")
+    hook = added["webhook"]
+    status, listed = await call(webhook_api, key, "webhook.list")
+    assert listed == [
+        {
+            "webhook": hook,
+            "url": url,
+            "events": ["order.completed", "order.partial"],
+            "enabled": True,
+            "disabled_reason": None,
+        }
+    ]
+    assert "secret" not in str(listed)  # shown once only
+    async with pool.acquire() as conn:
+        stored = await conn.fetchval("SELECT secret_enc FROM webhook_endpoints WHERE id = $1", hook)
+    assert added["secret"] not in stored  # encrypted at rest
+
+    # webhook.test goes through the outbox (the relay is off here: nothing is published by this api)
+    status, tested = await call(webhook_api, key, "webhook.test", webhook=hook)
+    assert status == 200
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT event_type, payload FROM outbox WHERE id = $1::uuid", tested["event"])
+    assert row["event_type"] == "webhook.test"
+    assert row["payload"]["webhook"] == hook
+
+    await dispatchers()
+    event_id = await emit(pool, account_id=account_id, event_type="order.completed")
+    await wait_until(lambda: receiver.hits)
+    assert spec_verify(added["secret"], receiver.hits[0].headers, receiver.hits[0].body)
+
+    async def logged() -> Any:
+        status, log = await call(webhook_api, key, "webhook.deliveries", webhook=hook, limit="5")
+        assert status == 200
+        return log
+
+    log = await wait_until(logged)
+    assert log[0]["event"] == str(event_id)
+    assert log[0]["type"] == "order.completed"
+    assert log[0]["attempt"] == 1
+    assert log[0]["status_code"] == 200
+    assert isinstance(log[0]["latency_ms"], int)
+
+    status, replayed = await call(webhook_api, key, "webhook.replay", webhook=hook, since=str(int(time.time()) - 60))
+    assert (status, replayed) == (200, {"replayed": 1})
+    await wait_until(lambda: len(receiver.hits) == 2)
+    assert receiver.ids() == [str(event_id)] * 2
+
+    status, rotated = await call(webhook_api, key, "webhook.rotate", webhook=hook)
+    assert status == 200
+    assert rotated["secret"] != added["secret"]
+    status, deleted = await call(webhook_api, key, "webhook.delete", webhook=hook)
+    assert (status, deleted) == (200, {"webhook": hook, "deleted": True})
+    assert (await call(webhook_api, key, "webhook.list"))[1] == []
+
+
+async def test_webhook_action_errors(pool: asyncpg.Pool, webhook_api: ApiProcess, receiver: Receiver) -> None:
+    _, key = await make_customer(pool)
+    other_account, other_key = await make_customer(pool)
+    status, body = await call(webhook_api, key, "webhook.add", url="http://127.0.0.1:9/")
+    assert status == 400
+    assert body == {"error": "Invalid webhook URL: url points to a non-public address (loopback)"}
+    status, body = await call(webhook_api, key, "webhook.add", url="http://2130706433/")
+    assert status == 400
+    assert "loopback" in body["error"]
+    status, body = await call(webhook_api, key, "webhook.add", url=receiver.url(), events="order.exploded")
+    assert status == 400
+    assert body["error"].startswith("Unknown event: order.exploded")
+    status, body = await call(webhook_api, key, "webhook.add")
+    assert (status, body) == (400, {"error": "Missing required parameter: url"})
+    hooks = [(await call(webhook_api, key, "webhook.add", url=receiver.url(f"/{i}")))[1]["webhook"] for i in range(5)]
+    status, body = await call(webhook_api, key, "webhook.add", url=receiver.url("/6"))
+    assert (status, body) == (400, {"error": "At most 5 webhooks per account"})
+    # Another account's webhook is reported exactly like one that does not exist.
+    for action in ("webhook.delete", "webhook.test", "webhook.rotate", "webhook.deliveries"):
+        assert await call(webhook_api, other_key, action, webhook=hooks[0]) == (400, {"error": "Webhook not found"})
+    assert await call(webhook_api, key, "webhook.delete", webhook="99999999") == (400, {"error": "Webhook not found"})
+    status, body = await call(webhook_api, key, "webhook.replay", webhook=hooks[0])
+    assert (status, body) == (400, {"error": "Give either event or since"})
+    async with pool.acquire() as conn:
+        await conn.execute("DELETE FROM webhook_endpoints WHERE account_id = ANY($1::bigint[])", [other_account])
+        await conn.execute("DELETE FROM webhook_endpoints WHERE id = ANY($1::bigint[])", hooks)
