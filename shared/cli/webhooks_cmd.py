@@ -1,0 +1,100 @@
+"""`panelflow webhooks list|deliveries|replay|enable|disable`: operators' view of every account's endpoints."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from datetime import UTC, datetime
+
+from shared.cli.base import CommandError, Subparsers, command, database, group, positive_int
+from shared.db import webhooks as db
+from shared.settings import Settings
+
+
+def register(commands: Subparsers) -> None:
+    sub = group(commands, "webhooks", "webhook endpoints, their delivery log, replay, enable/disable")
+    listing = command(sub, "list", "list endpoints (all accounts, or one)", _list)
+    listing.add_argument("--account", type=positive_int)
+    log = command(sub, "deliveries", "recent deliveries of an endpoint, newest first", _deliveries)
+    log.add_argument("--webhook", type=positive_int, required=True)
+    log.add_argument("--limit", type=positive_int, default=20)
+    replay = command(sub, "replay", "send one event, or every event since a time, to an endpoint again", _replay)
+    replay.add_argument("--webhook", type=positive_int, required=True)
+    target = replay.add_mutually_exclusive_group(required=True)
+    target.add_argument("--event", type=uuid.UUID, help="event id (the webhook-id header)")
+    target.add_argument("--since", type=_moment, help="unix seconds or ISO 8601 time")
+    enable = command(sub, "enable", "enable an endpoint again (its skipped events can then be replayed)", _enable)
+    enable.add_argument("--webhook", type=positive_int, required=True)
+    disable = command(sub, "disable", "disable an endpoint; events arriving meanwhile are kept as skipped", _disable)
+    disable.add_argument("--webhook", type=positive_int, required=True)
+    disable.add_argument("--reason", default="disabled by an operator")
+
+
+def _moment(text: str) -> datetime:
+    try:
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text), UTC)
+        moment = datetime.fromisoformat(text)
+    except (ValueError, OverflowError) as exc:
+        raise argparse.ArgumentTypeError("expected unix seconds or an ISO 8601 time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"
+
+
+async def _list(args: argparse.Namespace, settings: Settings) -> int:
+    async with database(settings) as conn:
+        endpoints = await db.list_endpoints(conn, args.account)
+    print("id\taccount\tenabled\tfailing_since\tevents\turl\tdisabled_reason")
+    for e in endpoints:
+        print(
+            f"{e.id}\t{e.account_id}\t{'yes' if e.enabled else 'no'}\t{_when(e.failing_since)}\t"
+            f"{','.join(e.events)}\t{e.url}\t{e.disabled_reason or ''}"
+        )
+    return 0
+
+
+async def _deliveries(args: argparse.Namespace, settings: Settings) -> int:
+    async with database(settings) as conn:
+        if await db.get_endpoint(conn, args.webhook) is None:
+            raise CommandError(f"webhook {args.webhook} not found")
+        rows = await db.list_deliveries(conn, args.webhook, args.limit)
+    print("event\ttype\tstatus\tattempts\tlast_status\tnext_attempt_at\tlast_error")
+    for r in rows:
+        print(
+            f"{r['event_id']}\t{r['type']}\t{r['status']}\t{r['attempts']}\t{r['last_status'] or '-'}\t"
+            f"{_when(r['next_attempt_at'])}\t{r['last_error'] or ''}"
+        )
+    return 0
+
+
+async def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    async with database(settings) as conn:
+        endpoint = await db.get_endpoint(conn, args.webhook)
+        if endpoint is None:
+            raise CommandError(f"webhook {args.webhook} not found")
+        if not endpoint.enabled:
+            raise CommandError(f"webhook {args.webhook} is disabled; enable it first")
+        count = await db.replay(
+            conn, endpoint_id=endpoint.id, account_id=endpoint.account_id, event_id=args.event, since=args.since
+        )
+    print(f"replayed {count}")
+    return 0
+
+
+async def _enable(args: argparse.Namespace, settings: Settings) -> int:
+    async with database(settings) as conn:
+        if not await db.enable_endpoint(conn, args.webhook):
+            raise CommandError(f"webhook {args.webhook} not found")
+    print(f"webhook {args.webhook} enabled")
+    return 0
+
+
+async def _disable(args: argparse.Namespace, settings: Settings) -> int:
+    async with database(settings) as conn:
+        if not await db.disable_endpoint(conn, args.webhook, args.reason):
+            raise CommandError(f"webhook {args.webhook} not found")
+    print(f"webhook {args.webhook} disabled")
+    return 0
