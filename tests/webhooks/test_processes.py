@@ -137,3 +137,33 @@ async def test_a_dispatcher_killed_mid_send_is_retried_and_the_receiver_dedupes(
         assert row["status_code"] == 200
     finally:
         await receiver.stop()
+
+
+async def test_the_documented_receiver_example_verifies_real_deliveries(
+    pool: asyncpg.Pool, wh_settings: Settings, account: int, logs_dir: Path, dispatchers
+) -> None:
+    from tests.support.processes import free_port
+    from tests.support.webhooks import RECEIVER_HOST
+
+    port = free_port()
+    hook, secret = await register(pool, wh_settings, account_id=account, url=f"http://{RECEIVER_HOST}:{port}/")
+    example = ManagedProcess(
+        "shared.webhooks.receiver_example",
+        settings_env(wh_settings),
+        logs_dir / "receiver-example.log",
+        ["--host", RECEIVER_HOST, "--port", str(port), "--secret", secret],
+    ).start()
+    try:
+        await dispatchers()
+        event_id = await emit(pool, account_id=account, status="Completed")
+        await wait_until(lambda: f"verified order.status_changed {event_id}" in example.log_text(), timeout=15)
+        assert [r["last_status"] for r in await deliveries(pool, hook)] == [204]
+        # A wrong secret is refused by the example (401), so the delivery is retried, not acknowledged.
+        async with pool.acquire() as conn:
+            await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", hook)
+        other, _ = await register(pool, wh_settings, account_id=account, url=f"http://{RECEIVER_HOST}:{port}/")
+        await emit(pool, account_id=account)
+        rows = await wait_until(lambda: attempts(pool, other))
+        assert rows[0]["status_code"] == 401
+    finally:
+        example.stop()
