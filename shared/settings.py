@@ -177,5 +177,15 @@ class Settings(BaseSettings):
     # Graceful stop of a consumer: in-flight handlers get this long to finish before the connection closes.
     consumer_stop_timeout_s: float = 30.0
 
+    # --- operations (H8: shared/observability) ---------------------------------------------------------------
+    # The worker, webhooks and simulator processes serve /metrics, /healthz and /readyz on a port of their own
+    # (the api serves them on api_port). 0 turns that server off; 0.0.0.0 in containers.
+    metrics_host: str = "127.0.0.1"
+    metrics_port_worker: int = 9101
+    metrics_port_webhooks: int = 9102
+    metrics_port_sim: int = 9103
+    # Gauges read from the database (outbox and webhook backlogs, parked orders, due polls) are refreshed this often.
+    metrics_sample_s: float = 10.0
+
     def amqp_name(self, name: str) -> str:
         return f"{self.amqp_prefix}.{name}"

@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics, the /metrics + /healthz + /readyz server, sampled database gauges."""

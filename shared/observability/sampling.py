@@ -1,0 +1,79 @@
+"""Gauges read from the database now and then (backlogs, parked orders), in the process that owns them.
+
+A failed sample is logged and skipped: the gauge keeps its last value and readiness reports the outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import structlog
+
+from shared.db import observability as sql
+from shared.db.types import Conn
+from shared.observability import metrics
+
+Sample = Callable[[Conn], Awaitable[None]]
+
+log = structlog.get_logger(__name__)
+
+SAMPLE_TIMEOUT_S = 5.0
+
+
+async def sample_outbox(conn: Conn) -> None:
+    gauges = await sql.outbox_gauges(conn)
+    metrics.OUTBOX_BACKLOG.set(gauges.backlog)
+    metrics.OUTBOX_OLDEST_AGE.set(gauges.oldest_s)
+
+
+async def sample_worker(conn: Conn) -> None:
+    gauges = await sql.worker_gauges(conn)
+    metrics.PARKED_ORDERS.set(gauges.parked)
+    metrics.POLLS_DUE.set(gauges.polls_due)
+
+
+async def sample_webhooks(conn: Conn) -> None:
+    gauges = await sql.webhook_gauges(conn)
+    metrics.WEBHOOK_BACKLOG.set(gauges.backlog)
+    metrics.WEBHOOK_OLDEST_DUE_AGE.set(gauges.oldest_s)
+    metrics.WEBHOOK_ENDPOINTS_DISABLED.set(gauges.disabled)
+
+
+class Sampler:
+    """Runs the samples every `interval_s` on one pooled connection; `start()` samples once before returning."""
+
+    def __init__(self, pool: asyncpg.Pool, samples: list[Sample], interval_s: float) -> None:
+        self._pool = pool
+        self._samples = samples
+        self._interval_s = interval_s
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def sample_once(self) -> None:
+        try:
+            async with self._pool.acquire(timeout=SAMPLE_TIMEOUT_S) as conn:
+                for sample in self._samples:
+                    await sample(conn)
+        except Exception as exc:  # database down: keep the last values, try again next round
+            log.warning("metrics_sample_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        await self.sample_once()
+        self._task = asyncio.create_task(self._run(), name="metrics-sampler")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
+            if not self._stopping.is_set():
+                await self.sample_once()
