@@ -176,6 +176,11 @@ class Settings(BaseSettings):
     amqp_reconnect_max_s: float = 5.0
     # Graceful stop of a consumer: in-flight handlers get this long to finish before the connection closes.
     consumer_stop_timeout_s: float = 30.0
+    # A failed handler's message is held this long before it is requeued (doubling per delivery, capped), so a
+    # blip (a database failover) does not burn through the delivery limit into the DLQ in milliseconds. With
+    # the default delivery limit the retries span about 3-6 s; raise these for longer outages.
+    consumer_retry_base_s: float = 0.1
+    consumer_retry_max_s: float = 2.0
 
     # --- operations (H8: shared/observability) ---------------------------------------------------------------
     # The worker, webhooks and simulator processes serve /metrics, /healthz and /readyz on a port of their own

@@ -6,9 +6,10 @@
     await consumer.stop()           # stop taking messages, let in-flight handlers finish, disconnect
 
 Acknowledgement follows the handler: ack after it returns (it has committed its own transaction), nack with
-requeue when it raises, so the quorum queue's `x-delivery-limit` dead-letters a poison message after that
-many deliveries; a malformed message (not JSON, no event id) is dead-lettered at once. Handlers run
-concurrently, up to `amqp_prefetch` at a time.
+requeue when it raises (any exception, after a pause growing with the delivery count), so the quorum
+queue's `x-delivery-limit` dead-letters a poison message after that many deliveries; a message that cannot
+be parsed at all (not JSON, no event id) is dead-lettered at once.
+Handlers run concurrently, up to `amqp_prefetch` at a time.
 
 The connection is supervised here rather than by aio-pika's robust connection, whose restoration of
 consumers after a broker restart has known failure cases (mosquito/aio-pika#231, #626, #334): on any loss
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -160,10 +162,18 @@ class Consumer:
                 self.failed_total += 1
                 log.exception("message_handler_failed", queue=self.queue, delivery_count=envelope.delivery_count)
                 sentry_sdk.capture_exception(exc)
+                await self._pause_before_retry(envelope.delivery_count)
                 await self._settle(message.nack(requeue=True), message, "nack")
                 return
             self.handled_total += 1
             await self._settle(message.ack(), message, "ack")
+
+    async def _pause_before_retry(self, delivery_count: int) -> None:
+        delay = min(
+            self.settings.consumer_retry_max_s, self.settings.consumer_retry_base_s * 2 ** min(delivery_count, 20)
+        )
+        with contextlib.suppress(TimeoutError):  # stopping: requeue at once
+            await asyncio.wait_for(self._stopping.wait(), random.uniform(delay / 2, delay))
 
     async def _settle(self, action: Awaitable[None], message: AbstractIncomingMessage, name: str) -> None:
         try:

@@ -58,6 +58,7 @@ async def msettings(
             "relay_poll_s": 0.2,
             "amqp_reconnect_max_s": 1.0,
             "consumer_stop_timeout_s": 5.0,
+            "consumer_retry_base_s": 0.02,
         }
     )
     yield settings

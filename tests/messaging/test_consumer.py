@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import aio_pika
@@ -29,9 +30,11 @@ class Recorder:
         self.contexts: list[dict[str, object]] = []
         self.release: asyncio.Event | None = None
         self.finished: list[uuid.UUID] = []
+        self.times: list[float] = []
 
     async def __call__(self, envelope: Envelope) -> None:
         self.seen.append(envelope)
+        self.times.append(time.monotonic())
         self.contexts.append(structlog.contextvars.get_contextvars())
         if self.release is not None:
             await self.release.wait()
@@ -105,7 +108,7 @@ async def test_message_is_not_acked_before_the_handler_returns(msettings: Settin
 
 
 async def test_failing_handler_is_retried_then_dead_lettered_at_the_delivery_limit(msettings: Settings) -> None:
-    settings = msettings.model_copy(update={"amqp_delivery_limit": 2})
+    settings = msettings.model_copy(update={"amqp_delivery_limit": 2, "consumer_retry_base_s": 0.2})
     handler = Recorder(fail=True)
     consumer = await _started(settings, handler)
     try:
@@ -121,6 +124,10 @@ async def test_failing_handler_is_retried_then_dead_lettered_at_the_delivery_lim
     # First delivery + `delivery limit` redeliveries, then the dead-letter queue.
     assert [e.event_id for e in handler.seen] == [event_id] * 3
     assert [e.delivery_count for e in handler.seen] == [0, 1, 2]
+    # Requeued after a pause that doubles per delivery (with jitter: half to all of 0.2 s, then of 0.4 s).
+    gaps = [later - earlier for earlier, later in zip(handler.times, handler.times[1:], strict=False)]
+    assert gaps[0] >= 0.1
+    assert gaps[1] >= 0.2
     assert await queue_depth(settings, topology.queue_name(settings, QUEUE)) == 0
 
 
