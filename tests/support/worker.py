@@ -151,7 +151,7 @@ async def order_row(pool: asyncpg.Pool, order_id: int) -> asyncpg.Record:
     return row
 
 
-async def wait_for(check: Callable[[], Awaitable[T]], *, timeout: float = 20.0, interval: float = 0.1) -> T:
+async def wait_for(check: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0, interval: float = 0.1) -> T:
     """Call `check` until it returns something truthy; its last answer, or TimeoutError."""
     deadline = time.monotonic() + timeout
     while True:
