@@ -120,10 +120,10 @@ async def test_retry_after_the_service_changed_returns_the_original(client: ApiC
     async with pool.acquire() as conn:
         await conn.execute("UPDATE services SET max_quantity = 100 WHERE id = $1", service_id)
         await catalog.notify_catalog_changed(conn)
-    fresh = {**params, "request_id": rid()}
 
     async def limit_applied() -> bool:
-        return (await client.call(key, "add", **fresh)).error == "Quantity must be between 10 and 100"
+        reply = await client.call(key, "add", **{**params, "request_id": rid()})
+        return reply.error == "Quantity must be between 10 and 100"
 
     await eventually(limit_applied)
     assert (await client.call(key, "add", **params)).body == {"order": order_id}
