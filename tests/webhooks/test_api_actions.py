@@ -69,6 +69,7 @@ async def test_webhook_actions_round_trip(
     assert status == 200
     async with pool.acquire() as conn:
         row = await conn.fetchrow("SELECT event_type, payload FROM outbox WHERE id = $1::uuid", tested["event"])
+    assert row is not None
     assert row["event_type"] == "webhook.test"
     assert row["payload"]["webhook"] == hook
 

@@ -157,7 +157,11 @@ async def test_the_documented_receiver_example_verifies_real_deliveries(
         await dispatchers()
         event_id = await emit(pool, account_id=account, status="Completed")
         await wait_until(lambda: f"verified order.status_changed {event_id}" in example.log_text(), timeout=15)
-        assert [r["last_status"] for r in await deliveries(pool, hook)] == [204]
+
+        async def acknowledged() -> bool:
+            return [r["last_status"] for r in await deliveries(pool, hook)] == [204]
+
+        await wait_until(acknowledged)
         # A wrong secret is refused by the example (401), so the delivery is retried, not acknowledged.
         async with pool.acquire() as conn:
             await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", hook)

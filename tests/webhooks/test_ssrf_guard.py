@@ -7,6 +7,7 @@ the hostnames that resolve to them only exist in the test's resolver.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import asyncpg
 import pytest
@@ -151,7 +152,7 @@ async def test_every_class_is_refused_at_delivery(
     await dispatchers(resolver=resolver)
     await emit(pool, account_id=account)
     for name, endpoint_id in ids.items():
-        rows = await wait_until(lambda eid=endpoint_id: attempts(pool, eid))
+        rows = await wait_until(functools.partial(attempts, pool, endpoint_id))
         reason = "loopback" if name == "ipv4-mapped" else name.removesuffix("172").removesuffix("192").rstrip("6")
         assert rows[0]["error"].startswith("forbidden destination:"), (name, rows[0]["error"])
         assert rows[0]["error"].endswith(f"({reason})"), (name, rows[0]["error"])
@@ -186,7 +187,7 @@ async def test_literal_ip_urls_are_checked_at_delivery_too(
         await emit(pool, account_id=account)
         for endpoint_id in ids:
             assert endpoint_id is not None
-            rows = await wait_until(lambda eid=endpoint_id: attempts(pool, eid))
+            rows = await wait_until(functools.partial(attempts, pool, endpoint_id))
             assert rows[0]["error"].startswith("forbidden destination: "), rows[0]["error"]
             assert rows[0]["error"].endswith("(loopback)")
         assert trap.hits == []
