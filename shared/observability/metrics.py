@@ -60,6 +60,13 @@ MESSAGES_CONSUMED = Counter(
     ["queue", "event_type", "outcome"],
 )
 
+QUEUE_MESSAGES = Gauge(
+    "panelflow_queue_messages", "Ready messages in a consumer group's queue (sampled from the broker)", ["queue"]
+)
+DLQ_MESSAGES = Gauge(
+    "panelflow_dlq_messages", "Messages in a consumer group's dead-letter queue (sampled from the broker)", ["queue"]
+)
+
 # --- worker -------------------------------------------------------------------------------------------------------
 SUBMISSIONS = Counter(
     "panelflow_worker_submissions_total",
