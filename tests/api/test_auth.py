@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from shared.auth.keys import key_prefix
+from shared.auth.keys import generate_key, hash_key, key_prefix
 from shared.db import accounts, keys
 from tests.api.conftest import ApiClient, eventually
 from tests.support.factories import make_account, make_customer, make_key
@@ -81,3 +81,19 @@ async def test_x_forwarded_for_is_ignored_from_untrusted_peers(client: ApiClient
     key = await make_key(pool, account_id=account_id, allow_ips=["10.1.2.3/32"])
     reply = await client.call_with_headers({"X-Forwarded-For": "10.1.2.3"}, key, "balance")
     assert reply.status == 403
+
+
+async def test_a_key_refused_before_it_existed_works_once_created(client: ApiClient, pool: asyncpg.Pool) -> None:
+    # Unknown keys are cached as unknown; creating the key must not leave it refused until the TTL runs out.
+    account_id = await make_account(pool)
+    key = generate_key()
+    assert (await client.call(key, "balance")).status == 401
+    async with pool.acquire() as conn:
+        await keys.insert_key(
+            conn, account_id=account_id, key_hash=hash_key(key), prefix=key_prefix(key), scopes=["read"]
+        )
+
+    async def accepted() -> bool:
+        return (await client.call(key, "balance")).status == 200
+
+    assert await eventually(accepted, timeout=3.0) < 1.0
