@@ -130,34 +130,44 @@ async def lock_accounts(conn: Conn, account_ids: Sequence[int]) -> None:
         )
 
 
-async def mark_accepted(
-    conn: Conn, *, order_id: int, provider_id: int, provider_order_id: str, first_poll_s: float
-) -> None:
-    """An order the upstream took: its id there, the reservation captured, the first status check scheduled.
+@dataclass(frozen=True)
+class Purchase:
+    order_id: int
+    provider_id: int
+    provider_order_id: str
+    first_poll_s: float
+
+
+async def mark_accepted(conn: Conn, purchases: Sequence[Purchase]) -> None:
+    """Orders the upstream took: their ids there, the reservations captured, the first status checks scheduled.
 
     The capture row moves no money (the balance moved at reservation); it records that the reserved charge
-    is now spent upstream, once (unique (order_id, 'capture')).
+    is now spent upstream, once (unique (order_id, 'capture')). Set-based: one statement per batch.
     """
+    if not purchases:
+        return
     await conn.execute(
         """
-        UPDATE orders
-        SET status = 'in_progress', provider_id = $2, provider_order_id = $3, submitted_at = now(),
-            next_attempt_at = now() + make_interval(secs => $4), submit_started_at = NULL, last_error = NULL,
-            updated_at = now()
-        WHERE id = $1
-        """,
-        order_id,
-        provider_id,
-        provider_order_id,
-        first_poll_s,
-    )
-    await conn.execute(
-        """
+        WITH p AS (
+            SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::float8[])
+                AS p(id, provider_id, provider_order_id, first_s)
+        ),
+        bought AS (
+            UPDATE orders o
+            SET status = 'in_progress', provider_id = p.provider_id, provider_order_id = p.provider_order_id,
+                submitted_at = now(), next_attempt_at = now() + make_interval(secs => p.first_s),
+                submit_started_at = NULL, last_error = NULL, updated_at = now()
+            FROM p WHERE o.id = p.id
+            RETURNING o.id, o.account_id
+        )
         INSERT INTO ledger (account_id, kind, amount, order_id, memo)
-        SELECT account_id, 'capture', 0, id, 'bought upstream' FROM orders WHERE id = $1
+        SELECT account_id, 'capture', 0, id, 'bought upstream' FROM bought
         ON CONFLICT DO NOTHING
         """,
-        order_id,
+        [p.order_id for p in purchases],
+        [p.provider_id for p in purchases],
+        [p.provider_order_id for p in purchases],
+        [p.first_poll_s for p in purchases],
     )
 
 

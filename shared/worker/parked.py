@@ -47,11 +47,7 @@ async def attach_provider_order(
         if provider_id is None:
             raise NotEligible(f"Order {order_id}'s service has no upstream provider")
         await sql.mark_accepted(
-            conn,
-            order_id=order_id,
-            provider_id=provider_id,
-            provider_order_id=provider_order_id,
-            first_poll_s=poll_schedule(settings).delay(0),
+            conn, [sql.Purchase(order_id, provider_id, provider_order_id, poll_schedule(settings).delay(0))]
         )
         settlement = Settlement()
         settlement.order_moved(

@@ -107,18 +107,21 @@ class Submitter:
     async def _record(self, conn: Conn, claimed: list[sql.Submission], answers: list[AddResult]) -> None:
         by_id = {s.id: (s, a) for s, a in zip(claimed, answers, strict=True)}
         settlement = Settlement()
+        purchases: list[sql.Purchase] = []
         for locked in await sql.lock_orders(conn, list(by_id)):
             order, answer = by_id[locked.view.id]
             if locked.view.state not in _AWAITING_ANSWER or locked.extra["submit_attempts"] != order.attempt:
                 log.warning("submit_answer_stale", order_id=order.id, state=str(locked.view.state), answer=repr(answer))
                 continue
-            await self._apply(conn, settlement, locked, order, answer)
+            await self._apply(conn, settlement, purchases, locked, order, answer)
+        await sql.mark_accepted(conn, purchases)
         await settlement.write(conn)
 
     async def _apply(
         self,
         conn: Conn,
         settlement: Settlement,
+        purchases: list[sql.Purchase],
         locked: sql.LockedOrder,
         order: sql.Submission,
         answer: AddResult,
@@ -128,13 +131,7 @@ class Submitter:
         match answer:
             case Accepted(provider_order_id=provider_order_id):
                 assert order.provider_id is not None
-                await sql.mark_accepted(
-                    conn,
-                    order_id=view.id,
-                    provider_id=order.provider_id,
-                    provider_order_id=provider_order_id,
-                    first_poll_s=self._poll.delay(0),
-                )
+                purchases.append(sql.Purchase(view.id, order.provider_id, provider_order_id, self._poll.delay(0)))
                 settlement.order_moved(
                     view,
                     state=OrderState.IN_PROGRESS,
