@@ -22,6 +22,8 @@ from shared.ingress.params import ClientAddress
 from shared.ingress.ratelimit import RateLimiter
 from shared.ingress.registry import load_actions
 from shared.messaging.relay import OutboxRelay
+from shared.observability import metrics
+from shared.observability.sampling import Sampler, sample_outbox
 from shared.ordering.placement import Placer
 from shared.settings import Settings
 
@@ -83,6 +85,16 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     await relay.stop()
 
 
+async def _metrics(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    metrics.set_build_info("api", settings.release)
+    # The relay runs here, so the api samples the outbox backlog (every replica alike: dashboards take max).
+    sampler = Sampler(app[POOL], [sample_outbox], settings.metrics_sample_s)
+    await sampler.start()
+    yield
+    await sampler.stop()
+
+
 async def _placement(app: web.Application) -> AsyncIterator[None]:
     placer = app[PLACER] = Placer(app[POOL], app[SETTINGS])
     await placer.start()
@@ -97,6 +109,6 @@ def create_app(settings: Settings) -> web.Application:
     app[ADDRESS] = ClientAddress(settings.trusted_proxies)
     app[FAILPOINTS] = Failpoints(settings.failpoints)
     app[ACTIONS] = load_actions()
-    app.cleanup_ctx.extend([_database, _caches, _rate_limits, _relay, _placement])
+    app.cleanup_ctx.extend([_database, _caches, _rate_limits, _relay, _metrics, _placement])
     add_routes(app)
     return app

@@ -15,7 +15,9 @@ from aiohttp import web
 from services.api.keys import ACTION, RATE_STATES, REQUEST_ID
 from shared.errors import BodyTooLarge, DependencyDown, PanelError
 from shared.ingress.failures import database_unavailable
-from shared.ingress.ratelimit import RateLimitExceeded, headers, tightest
+from shared.ingress.ratelimit import LayerState, RateLimitExceeded, headers, tightest
+from shared.ingress.registry import ACTIONS
+from shared.observability import metrics
 
 log = structlog.get_logger("services.api")
 
@@ -74,7 +76,20 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
                 response.headers.update(headers(state, now=now))
         response.headers["X-Request-ID"] = request_id
         _log(request, response.status, started, failure)
+        _count(request, response.status, started, denied)
     return response
+
+
+def _count(request: web.Request, status: int, started: float, denied: LayerState | None) -> None:
+    if request.path != "/api/v2":
+        return  # probes and scrapes are not API traffic
+    action = metrics.action_label(request.get(ACTION), ACTIONS.keys())
+    metrics.API_REQUESTS.labels(action=action, status=str(status)).inc()
+    metrics.API_LATENCY.labels(action=action).observe(time.perf_counter() - started)
+    if denied is not None:
+        metrics.API_RATE_LIMITED.labels(layer=denied.layer).inc()
+    elif status == 409:
+        metrics.API_CONFLICTS.labels(action=action).inc()
 
 
 def _log(request: web.Request, status: int, started: float, failure: Exception | None) -> None:

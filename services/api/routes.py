@@ -25,6 +25,7 @@ from shared.ingress import auth
 from shared.ingress.failures import database_unavailable
 from shared.ingress.params import api_key, read_params
 from shared.ingress.registry import ActionContext, RawJson
+from shared.observability.http import metrics_handler
 
 READY_TIMEOUT_S = 2.0
 
@@ -95,3 +96,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_route("GET", "/api/v2", api_v2)
     app.router.add_get("/healthz", healthz, allow_head=True)
     app.router.add_get("/readyz", readyz, allow_head=True)
+    app.router.add_get("/metrics", metrics_handler)

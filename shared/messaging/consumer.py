@@ -34,6 +34,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from shared.messaging import topology
 from shared.messaging.backoff import Backoff
 from shared.messaging.envelope import Envelope, MalformedMessage, parse_message
+from shared.observability import metrics
 from shared.settings import Settings
 
 Handler = Callable[[Envelope], Awaitable[None]]
@@ -151,6 +152,7 @@ class Consumer:
             envelope = parse_message(message)
         except MalformedMessage as exc:
             log.error("message_malformed", queue=self.queue, message_id=message.message_id, error=str(exc))
+            metrics.MESSAGES_CONSUMED.labels(queue=self.queue, event_type=metrics.OTHER, outcome="reject").inc()
             await self._settle(message.reject(requeue=False), message, "reject")
             return
         with structlog.contextvars.bound_contextvars(
@@ -160,12 +162,14 @@ class Consumer:
                 await self.handler(envelope)
             except Exception as exc:
                 self.failed_total += 1
+                self._count(envelope, "nack")
                 log.exception("message_handler_failed", queue=self.queue, delivery_count=envelope.delivery_count)
                 sentry_sdk.capture_exception(exc)
                 await self._pause_before_retry(envelope.delivery_count)
                 await self._settle(message.nack(requeue=True), message, "nack")
                 return
             self.handled_total += 1
+            self._count(envelope, "ack")
             await self._settle(message.ack(), message, "ack")
 
     async def _pause_before_retry(self, delivery_count: int) -> None:
@@ -174,6 +178,10 @@ class Consumer:
         )
         with contextlib.suppress(TimeoutError):  # stopping: requeue at once
             await asyncio.wait_for(self._stopping.wait(), random.uniform(delay / 2, delay))
+
+    def _count(self, envelope: Envelope, outcome: str) -> None:
+        event_type = metrics.event_type_label(envelope.type)
+        metrics.MESSAGES_CONSUMED.labels(queue=self.queue, event_type=event_type, outcome=outcome).inc()
 
     async def _settle(self, action: Awaitable[None], message: AbstractIncomingMessage, name: str) -> None:
         try:

@@ -30,6 +30,7 @@ from shared.failpoints import Failpoints
 from shared.messaging import topology
 from shared.messaging.backoff import Backoff
 from shared.messaging.envelope import build_message
+from shared.observability import metrics
 from shared.settings import Settings
 
 NOTIFY_CHANNEL = "panelflow_outbox"
@@ -105,6 +106,8 @@ class OutboxRelay:
             await outbox.mark_failed(conn, [(row.id, _describe(error)) for row, error in failed])
         self.published_total += len(published)
         self.failed_total += len(failed)
+        metrics.OUTBOX_PUBLISHED.inc(len(published))
+        metrics.OUTBOX_PUBLISH_FAILURES.inc(len(failed))
         if published:
             log.info("outbox_published", count=len(published))
         if failed:

@@ -11,6 +11,8 @@ in the process that owns them; every replica reports the same value, so dashboar
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from shared.domain.events import EventType
@@ -122,7 +124,7 @@ def event_type_label(event_type: str | None) -> str:
     return event_type if event_type in _EVENT_TYPES else OTHER
 
 
-def action_label(action: str | None, known: frozenset[str] | set[str]) -> str:
+def action_label(action: str | None, known: Collection[str]) -> str:
     if not action:
         return "none"
     return action if action in known else OTHER

@@ -43,7 +43,7 @@ async def sample_webhooks(conn: Conn) -> None:
 
 
 class Sampler:
-    """Runs the samples every `interval_s` on one pooled connection; `start()` samples once before returning."""
+    """Runs the samples on one pooled connection at start and every `interval_s` after; `start()` returns at once."""
 
     def __init__(self, pool: asyncpg.Pool, samples: list[Sample], interval_s: float) -> None:
         self._pool = pool
@@ -62,7 +62,6 @@ class Sampler:
 
     async def start(self) -> None:
         self._stopping.clear()
-        await self.sample_once()
         self._task = asyncio.create_task(self._run(), name="metrics-sampler")
 
     async def stop(self) -> None:
@@ -73,7 +72,6 @@ class Sampler:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            await self.sample_once()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._interval_s)
-            if not self._stopping.is_set():
-                await self.sample_once()

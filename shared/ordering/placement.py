@@ -29,6 +29,7 @@ from shared.errors import (
     RequestIdConflict,
     ServiceNotFound,
 )
+from shared.observability import metrics
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -243,7 +244,7 @@ class Placer:
                 case sql.Outcome.PLACED:
                     results[i] = row.order_id
                 case sql.Outcome.EXISTING:
-                    results[i] = row.order_id if row.params_hash == req.params_hash else RequestIdConflict()
+                    results[i] = _original(row.order_id, row.params_hash, req.params_hash)
                 case sql.Outcome.SUSPENDED:
                     results[i] = AccountSuspended()
                 case sql.Outcome.REFUSED:
@@ -264,7 +265,7 @@ class Placer:
                 if winner is None:
                     rerun.append(i)
                 else:
-                    results[i] = winner[0] if winner[1] == requests[i].params_hash else RequestIdConflict()
+                    results[i] = _original(winner[0], winner[1], requests[i].params_hash)
 
         # The running sum is greedy (balance 10: 8 taken, then 5 and 1 both refused). Re-run alone, in batch
         # order, each refused order that still fits into what its account has left; the rest truly do not fit.
@@ -286,6 +287,14 @@ class Placer:
         return [r if r is not None else RuntimeError("placement left a request unsettled") for r in results]
 
 
+def _original(order_id: int | None, placed_hash: bytes | None, params_hash: bytes) -> int | RequestIdConflict | None:
+    """The answer to a request_id placed before: its order (an idempotent replay), or a 409 for other params."""
+    if placed_hash != params_hash:
+        return RequestIdConflict()
+    metrics.API_IDEMPOTENT_REPLAYS.inc()
+    return order_id
+
+
 async def existing_order(conn: Conn, *, account_id: int, request_id: str, params_hash: bytes) -> int | None:
     """For the api's validation-failure path: the original order id if this request_id was already placed with
     the same params_hash; raises RequestIdConflict if placed with different params; None if never placed."""
@@ -297,6 +306,7 @@ async def existing_order(conn: Conn, *, account_id: int, request_id: str, params
         return None
     if found[1] != params_hash:
         raise RequestIdConflict()
+    metrics.API_IDEMPOTENT_REPLAYS.inc()
     return found[0]
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import aiohttp
 import structlog
 
+from shared.observability import metrics
 from shared.settings import Settings
 from shared.upstream import normalize
 from shared.upstream.breaker import BreakerState, CircuitBreaker
@@ -89,6 +90,8 @@ class UpstreamClient:
     def __init__(self, *, url: str, key: str, settings: Settings, name: str = "") -> None:
         self.url = url
         self.name = name or url
+        # Metric label: the provider's name, never its URL (labels must stay bounded and free of secrets).
+        self._label = name or "unnamed"
         self._key = key
         self._timeout_s = settings.upstream_timeout_s
         self._connect_timeout_s = settings.upstream_connect_timeout_s
@@ -227,8 +230,10 @@ class UpstreamClient:
         """One HTTP call. Returns a parsed JSON answer below 500; raises `_CallFailed` saying if it was sent."""
         was_probe = self.breaker.state is not BreakerState.CLOSED
         if not self.breaker.allow():
+            metrics.UPSTREAM_ERRORS.labels(provider=self._label, action=action, kind="breaker_open").inc()
             raise _CallFailed("circuit breaker open", sent=False)
         loop = asyncio.get_running_loop()
+        started = loop.time()
         deadline = loop.time() + self._timeout_s
         healthy: bool | None = None  # None: the call said nothing about the provider's health
         try:
@@ -259,6 +264,8 @@ class UpstreamClient:
             log.warning(
                 "upstream_call_failed", provider=self.name, action=action, reason=failed.reason, sent=failed.sent
             )
+            kind = metrics.upstream_error_kind(failed.reason)
+            metrics.UPSTREAM_ERRORS.labels(provider=self._label, action=action, kind=kind).inc()
             raise
         finally:
             if healthy is True:
@@ -267,6 +274,8 @@ class UpstreamClient:
                 self.breaker.record_failure()
             elif was_probe:
                 self.breaker.release_probe()
+            metrics.UPSTREAM_LATENCY.labels(provider=self._label, action=action).observe(loop.time() - started)
+            metrics.set_breaker_state(self._label, self.breaker.state)
 
     async def _post(self, action: str, params: Mapping[str, str | int], remaining_s: float) -> tuple[int, bytes]:
         form = {name: str(value) for name, value in params.items()}
