@@ -10,6 +10,9 @@ import uvloop
 
 from shared.db.pool import create_pool
 from shared.logging import configure_logging
+from shared.observability.http import consumer_check, database_check
+from shared.observability.runtime import ProcessOps
+from shared.observability.sampling import Sampler, sample_webhooks
 from shared.sentry import init_sentry
 from shared.settings import Settings
 from shared.webhooks.runtime import WebhookService
@@ -25,10 +28,19 @@ async def run(settings: Settings) -> None:
     pool = await create_pool(settings)
     try:
         service = WebhookService(settings, pool)
+        ops = ProcessOps(
+            settings,
+            "webhooks",
+            settings.metrics_port_webhooks,
+            checks={"database": database_check(pool), "broker": consumer_check(service.consumer)},
+            samplers=[Sampler(pool, [sample_webhooks], settings.metrics_sample_s)],
+        )
+        await ops.start()
         await service.start()
         await stop.wait()
         log.info("webhooks_stopping")
         await service.stop()
+        await ops.stop()
     finally:
         await pool.close()
 

@@ -56,6 +56,8 @@ class Lease:
     secret_enc: str
     old_secret_enc: str | None
     token: uuid.UUID
+    # The correlation id of the api request the event stems from (its outbox row's), for the log lines.
+    correlation_id: str | None = None
 
 
 # --- endpoints -----------------------------------------------------------------------------------------------
@@ -267,7 +269,8 @@ WHERE d.id = picked.id AND d.status = 'pending' AND d.next_attempt_at <= now()
   AND ev.id = d.event_id AND e.id = d.endpoint_id
 RETURNING d.id AS delivery_id, d.endpoint_id, d.event_id, ev.type AS event_type, ev.data, ev.created_at AS event_time,
           d.attempts AS attempt, d.step, e.url, e.secret_enc,
-          CASE WHEN e.old_secret_expires_at > now() THEN e.old_secret_enc END AS old_secret_enc
+          CASE WHEN e.old_secret_expires_at > now() THEN e.old_secret_enc END AS old_secret_enc,
+          (SELECT o.correlation_id FROM outbox o WHERE o.id = d.event_id) AS correlation_id
 """
 
 

@@ -20,6 +20,7 @@ import structlog
 
 from shared.db import webhooks as db
 from shared.db.types import Conn
+from shared.observability import metrics
 from shared.settings import Settings
 from shared.webhooks.schedule import Decision, Verdict, decide
 from shared.webhooks.secretbox import SecretBox
@@ -143,13 +144,20 @@ class Dispatcher:
         return leases
 
     async def _deliver(self, lease: db.Lease) -> None:
-        log_ = log.bind(delivery_id=lease.delivery_id, endpoint_id=lease.endpoint_id, event_id=str(lease.event_id))
+        log_ = log.bind(
+            delivery_id=lease.delivery_id,
+            endpoint_id=lease.endpoint_id,
+            event_id=str(lease.event_id),
+            correlation_id=lease.correlation_id,
+        )
         try:
             result = await self._attempt(lease)
             decision = decide(
                 self.settings, step=lease.step, status_code=result.status_code, retry_after=result.retry_after
             )
             await self.record(lease, result, decision)
+            metrics.WEBHOOK_DELIVERIES.labels(outcome=str(decision.verdict)).inc()
+            metrics.WEBHOOK_LATENCY.observe(result.latency_ms / 1000)
             log_.info(
                 "webhook_attempt",
                 attempt=lease.attempt,
@@ -162,6 +170,7 @@ class Dispatcher:
             raise
         except Exception:
             # The lease runs out and the delivery is retried; nothing is lost.
+            metrics.WEBHOOK_DELIVERIES.labels(outcome="error").inc()
             log_.exception("webhook_delivery_error")
 
     async def _attempt(self, lease: db.Lease) -> AttemptResult:
