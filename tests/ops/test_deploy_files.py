@@ -1,0 +1,315 @@
+"""The deploy files agree with the code: commands, ports, settings, probes, metric names, alerts, runbook.
+
+Offline only: nothing here starts a container or talks to a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from services.api.__main__ import SHUTDOWN_TIMEOUT_S
+from shared.cli.main import build_parser
+from shared.messaging import topology
+from shared.settings import Settings
+from tests.ops.deploy_files import (
+    DEPLOY,
+    K8S,
+    ROOT,
+    by_kind,
+    defined_metrics,
+    k8s_objects,
+    load_all,
+    metric_names_in,
+    module_runs,
+    selector_labels,
+    setting_of,
+)
+
+PROBE_PATHS = {"/healthz", "/readyz"}
+# The port setting each process serves its probes (and /metrics) on.
+PROCESS_PORT = {
+    "services.api": "api_port",
+    "services.worker": "metrics_port_worker",
+    "services.webhooks": "metrics_port_webhooks",
+    "services.provider_sim": "metrics_port_sim",
+}
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+RUNBOOK = ROOT / "docs" / "operations.md"
+
+
+def check_command(command: list[str]) -> str:
+    """The process a container command runs (`services.x` or `panelflow`); fails on one that cannot run."""
+    if command[:2] == ["python", "-m"]:
+        assert module_runs(command[2]), f"{command}: no module {command[2]}"
+        return command[2]
+    assert command[0] == "panelflow", f"unexpected command {command}"
+    build_parser().parse_args(command[1:])  # SystemExit (a failure) for an unknown command or option
+    return "panelflow"
+
+
+# --- prometheus ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("promtool missing: apt-get install -y prometheus (add it to the set-up script)")
+    return path
+
+
+def test_alert_rules_pass_promtool(promtool: str) -> None:
+    result = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_alert_rules_fire_on_bad_series_and_not_on_good_ones(promtool: str) -> None:
+    tests = DEPLOY / "prometheus" / "alerts.test.yml"
+    result = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def alert_rules() -> list[dict]:
+    return [rule for group in load_all(ALERTS)[0]["groups"] for rule in group["rules"]]
+
+
+def test_alerts_cover_what_the_issue_asks_for() -> None:
+    exprs = {rule["alert"]: rule["expr"] for rule in alert_rules()}
+    wanted = {
+        "PanelflowOutboxLag": "panelflow_outbox_oldest_unpublished_age_seconds",
+        "PanelflowParkedOrders": "panelflow_parked_orders",
+        "PanelflowDeadLetterQueueNotEmpty": "panelflow_dlq_messages",
+        "PanelflowWebhookFailureRate": "panelflow_webhook_deliveries_total",
+        "PanelflowUpstreamCircuitOpen": "panelflow_upstream_circuit_state",
+    }
+    for alert, metric in wanted.items():
+        assert metric in exprs.get(alert, ""), f"{alert} missing or not on {metric}"
+
+
+def test_alerts_and_dashboard_use_only_defined_metrics_and_labels() -> None:
+    defined = defined_metrics()
+    dashboard = json.loads((DEPLOY / "grafana" / "panelflow.json").read_text())
+    exprs = [rule["expr"] for rule in alert_rules()]
+    exprs += [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    keda = by_kind(k8s_objects(), "ScaledObject")
+    exprs += [
+        t["metadata"]["query"] for so in keda.values() for t in so["spec"]["triggers"] if t["type"] == "prometheus"
+    ]
+    assert len(exprs) > 30
+    for expr in exprs:
+        unknown = metric_names_in(expr) - set(defined)
+        assert not unknown, f"{expr!r} uses metrics metrics.py does not define: {unknown}"
+        for metric, labels in selector_labels(expr):
+            assert labels <= defined[metric], f"{expr!r}: {metric} has no label(s) {labels - defined[metric]}"
+        for clause in re.findall(r"by \(([^)]*)\)", expr):
+            names = {n.strip() for n in clause.split(",")}
+            used = [defined[m] for m in metric_names_in(expr)]
+            assert any(names <= labels for labels in used), f"{expr!r}: by ({clause}) labels not on its metrics"
+    # Every metric of the issue is on the dashboard.
+    shown = set().union(*(metric_names_in(e) for e in exprs))
+    for name in defined:
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        if name.endswith("_info"):
+            continue
+        assert any(s == name or s.startswith(base) for s in shown), f"{name} is on no dashboard panel or alert"
+
+
+def test_metric_labels_are_bounded() -> None:
+    forbidden = {"order_id", "order", "url", "link", "key", "api_key", "request_id", "correlation_id", "account_id"}
+    for name, labels in defined_metrics().items():
+        assert name.startswith("panelflow_")
+        assert not labels & forbidden, f"{name} has an unbounded label: {labels & forbidden}"
+
+
+def test_runbook_covers_every_alert() -> None:
+    text = RUNBOOK.read_text()
+    headings = {m.group(1).strip() for m in re.finditer(r"(?m)^#{2,4} (.+)$", text)}
+    for rule in alert_rules():
+        assert rule["alert"] in headings, f"docs/operations.md has no section '{rule['alert']}'"
+        assert rule["annotations"]["runbook"] == f"docs/operations.md#{rule['alert'].lower()}"
+    for needed in ("PANELFLOW_DB_STATEMENT_CACHE_SIZE=0", "quorum", "PgBouncer", "panelflow dlq replay",
+                   "panelflow orders resolve", "panelflow migrate", "webhook.replay"):  # fmt: skip
+        assert needed in text, f"the runbook does not mention {needed}"
+
+
+# --- compose ---------------------------------------------------------------------------------------------------
+
+
+def test_compose_stack_runs_every_process_from_real_commands() -> None:
+    services = load_all(DEPLOY / "compose.stack.yaml")[0]["services"]
+    runs: dict[str, int] = {}
+    for name, service in services.items():
+        if not service["image"].startswith("panelflow:"):
+            continue
+        for env_name in service.get("environment", {}):
+            assert setting_of(env_name), f"{name}: {env_name} is no Settings field"
+        process = check_command(service["command"])
+        if service.get("profiles"):
+            continue
+        runs[process] = runs.get(process, 0) + service.get("deploy", {}).get("replicas", 1)
+        env = service.get("environment", {})
+        port_setting = PROCESS_PORT.get(process)
+        if port_setting is None:
+            continue
+        port = int(env.get(f"PANELFLOW_{port_setting.upper()}", Settings.model_fields[port_setting].default))
+        check = " ".join(service["healthcheck"]["test"])
+        url = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", check)
+        assert url, f"{name}: healthcheck does not probe http"
+        if process == "services.provider_sim":
+            assert int(url.group(1)) == int(env["PANELFLOW_SIM_PORT"])
+        else:
+            assert int(url.group(1)) == port, f"{name}: healthcheck on {url.group(1)}, the process serves {port}"
+        assert url.group(2) in PROBE_PATHS
+        for mapping in service.get("ports", []):
+            assert int(str(mapping).rsplit(":", 1)[1]) in {port, int(env.get("PANELFLOW_SIM_PORT", 0))}
+    assert runs == {
+        "services.api": 2,
+        "services.worker": 2,
+        "services.webhooks": 1,
+        "services.provider_sim": 1,
+        "panelflow": 1,  # the migration step
+    }
+    assert services["migrate"]["command"] == ["panelflow", "migrate"]
+    for name in ("postgres", "rabbitmq", "redis"):
+        assert name in services
+    assert services["api-1"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+# --- kubernetes ------------------------------------------------------------------------------------------------
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = load_all(K8S / "kustomization.yaml")[0]
+    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files
+
+
+def test_kubectl_kustomize_builds_the_manifests() -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl missing: the manifests are still checked by the other tests")
+    result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert len(re.findall(r"(?m)^kind: Deployment$", result.stdout)) == 4
+
+
+def _container_env(container: dict, configmap: dict[str, str], secret_keys: set[str]) -> dict[str, str]:
+    env = dict(configmap)
+    for var in container.get("env", []):
+        if "valueFrom" in var:
+            ref = var["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == "panelflow-secrets"
+            assert ref["key"] in secret_keys, f"unknown secret key {ref}"
+            env[var["name"]] = "<secret>"
+        else:
+            env[var["name"]] = str(var["value"])
+    return env
+
+
+def test_k8s_deployments_match_the_processes() -> None:
+    objects = k8s_objects()
+    configmap = by_kind(objects, "ConfigMap")["panelflow-config"]["data"]
+    secret_keys = set(by_kind(objects, "Secret")["panelflow-secrets"]["stringData"])
+    for env_name in configmap:
+        assert setting_of(env_name), f"ConfigMap: {env_name} is no Settings field"
+    defaults = Settings()
+    drain = {
+        "services.api": SHUTDOWN_TIMEOUT_S + defaults.relay_publish_timeout_s,
+        "services.worker": 2 * float(configmap["PANELFLOW_WORKER_DRAIN_S"]),
+        "services.webhooks": float(configmap["PANELFLOW_CONSUMER_STOP_TIMEOUT_S"]) + defaults.webhook_timeout_s + 2,
+        "services.provider_sim": 1,
+    }
+    seen = set()
+    for job in by_kind(objects, "Job").values():
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        assert check_command(container["command"]) == "panelflow"
+        env = _container_env(container, configmap, secret_keys)
+        assert all(setting_of(name) for name in env)
+    for name, deployment in by_kind(objects, "Deployment").items():
+        pod = deployment["spec"]["template"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        (container,) = pod["spec"]["containers"]
+        process = check_command(container["command"])
+        seen.add(process)
+        env = _container_env(container, configmap, secret_keys)
+        for env_name in env:
+            assert setting_of(env_name), f"{name}: {env_name} is no Settings field"
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        serving = int(env[f"PANELFLOW_{PROCESS_PORT[process].upper()}"])
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            get = container[probe]["httpGet"]
+            assert get["path"] == path, f"{name}: {probe} on {get['path']}"
+            assert ports[get["port"]] == serving, f"{name}: {probe} port {get['port']} is not {serving}"
+        assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) == serving
+        assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+        assert pod["spec"]["terminationGracePeriodSeconds"] >= drain[process], f"{name}: grace below its drain"
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        assert "requests" in container["resources"]
+        assert "memory" in container["resources"]["limits"]
+        if process in ("services.api", "services.worker", "services.webhooks"):
+            assert env.get("PANELFLOW_DATABASE_URL") == "<secret>"
+            assert env.get("PANELFLOW_AMQP_URL") == "<secret>"
+    assert seen == set(PROCESS_PORT)
+    assert configmap["PANELFLOW_DB_STATEMENT_CACHE_SIZE"] == "0"  # through PgBouncer
+
+
+def test_k8s_autoscaling_and_disruption_budgets_target_real_things() -> None:
+    objects = k8s_objects()
+    deployments = by_kind(objects, "Deployment")
+    configmap = by_kind(objects, "ConfigMap")["panelflow-config"]["data"]
+    (hpa,) = by_kind(objects, "HorizontalPodAutoscaler").values()
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "panelflow-api"
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    scaled = by_kind(objects, "ScaledObject")
+    worker_trigger = scaled["panelflow-worker"]["spec"]["triggers"][0]
+    prefixed = Settings(amqp_prefix=configmap["PANELFLOW_AMQP_PREFIX"])
+    assert worker_trigger["type"] == "rabbitmq"
+    assert worker_trigger["metadata"]["queueName"] == topology.queue_name(prefixed, topology.WORKER_QUEUE)
+    auth = by_kind(objects, "TriggerAuthentication")[worker_trigger["authenticationRef"]["name"]]
+    assert auth["spec"]["secretTargetRef"][0]["key"] == "amqp-url"
+    dispatcher_trigger = scaled["panelflow-webhooks"]["spec"]["triggers"][0]
+    assert dispatcher_trigger["type"] == "prometheus"
+    assert "panelflow_webhook_backlog" in dispatcher_trigger["metadata"]["query"]
+    for so in scaled.values():
+        assert so["spec"]["scaleTargetRef"]["name"] in deployments
+        assert so["spec"]["minReplicaCount"] >= 1  # pollers, sweeper and dispatch loop must always run
+    budgets = by_kind(objects, "PodDisruptionBudget")
+    covered = set()
+    for pdb in budgets.values():
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        matches = [
+            n for n, d in deployments.items() if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert len(matches) == 1, f"PDB {pdb['metadata']['name']} selects {matches}"
+        covered.add(matches[0])
+    assert {"panelflow-api", "panelflow-worker", "panelflow-webhooks"} <= covered
+    for service in by_kind(objects, "Service").values():
+        selector = service["spec"]["selector"]
+        assert any(
+            selector.items() <= d["spec"]["template"]["metadata"]["labels"].items() for d in deployments.values()
+        )
+
+
+# --- image -----------------------------------------------------------------------------------------------------
+
+
+def test_dockerfile_is_multi_stage_non_root_and_copies_what_exists() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    stages = re.findall(r"(?m)^FROM \S+ AS (\w+)", text)
+    assert len(stages) >= 2
+    user = re.findall(r"(?m)^USER (\S+)", text)
+    assert user
+    assert not user[-1].startswith(("root", "0"))
+    for source in re.findall(r"(?m)^COPY (?!--from)(.+) \S+$", text):
+        for path in source.split():
+            assert (ROOT / path).exists(), f"Dockerfile copies missing {path}"
+    for env_name in re.findall(r"\b(PANELFLOW_[A-Z0-9_]+)=", text):
+        assert setting_of(env_name), f"Dockerfile: {env_name} is no Settings field"
+    cmd = json.loads(re.search(r"(?m)^CMD (.+)$", text).group(1))
+    check_command(cmd)
