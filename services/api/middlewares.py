@@ -47,7 +47,8 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = _request_id(request.headers.get("X-Request-ID"))
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
+    # The request id is the correlation id of everything this request causes (outbox, messages, worker, webhooks).
+    with structlog.contextvars.bound_contextvars(request_id=request_id, correlation_id=request_id):
         denied = None
         failure: Exception | None = None
         try:

@@ -8,7 +8,14 @@ result transaction per batch instead of two per order.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
+
+import structlog
+
+# Bound by the consumer for the message being handled; a batch serves many messages, so it carries none of them
+# (the use case binds each order's own correlation id on its lines).
+_MESSAGE_CONTEXT = ("correlation_id", "event_id", "event_type")
 
 
 class Batcher:
@@ -36,7 +43,9 @@ class Batcher:
             self._timer = None
         items, self._items = self._items, []
         if items:
-            task = asyncio.create_task(self._process(items))
+            context = contextvars.copy_context()
+            context.run(structlog.contextvars.unbind_contextvars, *_MESSAGE_CONTEXT)
+            task = asyncio.create_task(self._process(items), context=context)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

@@ -14,6 +14,7 @@ from shared.db import lifecycle as sql
 from shared.db.types import Conn
 from shared.domain.lifecycle import Observation, PollSchedule, observe
 from shared.domain.statuses import TERMINAL
+from shared.observability import metrics
 from shared.settings import Settings
 from shared.upstream.results import IdError, OrderReport, UpstreamError
 from shared.worker.settlement import Settlement
@@ -58,6 +59,7 @@ class Poller:
                 client = await self._upstreams.client(provider_id)
                 self.calls += 1
                 self.ids += len(batch)
+                metrics.STATUS_CALL_IDS.observe(len(batch))
                 reports = await client.status([c.provider_order_id for c in batch])
             except (UpstreamError, UnknownProvider) as exc:
                 # The claim's lease brings these orders back after `worker_poll_lease_s`: that is the retry.
@@ -84,7 +86,9 @@ class Poller:
             view, report = locked.view, reports[locked.view.id]
             next_s = self._schedule.delay(locked.extra["age_s"])
             if isinstance(report, IdError):
-                log.warning("status_id_error", order_id=view.id, reason=report.message)
+                log.warning(
+                    "status_id_error", order_id=view.id, correlation_id=locked.correlation_id, reason=report.message
+                )
                 progress.append(
                     sql.Progress(view.id, view.state, view.start_count, view.remains, next_s, report.message)
                 )
@@ -93,7 +97,13 @@ class Poller:
             if outcome.held is not None and view.state in TERMINAL:
                 continue  # another worker recorded the end already; nothing to do
             if outcome.held is not None:
-                log.warning("status_held", order_id=view.id, status=report.status, reason=outcome.held)
+                log.warning(
+                    "status_held",
+                    order_id=view.id,
+                    correlation_id=locked.correlation_id,
+                    status=report.status,
+                    reason=outcome.held,
+                )
             terminal = outcome.state in TERMINAL
             progress.append(
                 sql.Progress(
@@ -115,6 +125,12 @@ class Poller:
                 correlation_id=locked.correlation_id,
             )
             if outcome.state != view.state:
-                log.info("order_status_changed", order_id=view.id, old=str(view.state), new=str(outcome.state))
+                log.info(
+                    "order_status_changed",
+                    order_id=view.id,
+                    correlation_id=locked.correlation_id,
+                    old=str(view.state),
+                    new=str(outcome.state),
+                )
         await sql.record_progress(conn, progress)
         await settlement.write(conn)

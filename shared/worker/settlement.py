@@ -16,6 +16,7 @@ from shared.domain.events import Event, EventType
 from shared.domain.lifecycle import OrderView, events_for, status_payload
 from shared.domain.money import ZERO, format_money
 from shared.domain.statuses import OrderState
+from shared.observability import metrics
 
 
 @dataclass
@@ -64,4 +65,5 @@ class Settlement:
         if self.refunds:
             await sql.lock_accounts(conn, [r.account_id for r in self.refunds])
             await sql.pay_refunds(conn, self.refunds)
+            metrics.REFUNDS.inc(len(self.refunds))
         await outbox.add_events(conn, self.events)

@@ -21,6 +21,7 @@ from shared.db.types import Conn
 from shared.domain.lifecycle import PollSchedule, RetrySchedule, upstream_add_params, upstream_request_id
 from shared.domain.statuses import OrderState
 from shared.failpoints import Failpoints
+from shared.observability import metrics
 from shared.settings import Settings
 from shared.upstream.results import Accepted, AddResult, NotSent, OutOfFunds, Refused, Unknown
 from shared.worker.settlement import Settlement
@@ -127,7 +128,10 @@ class Submitter:
         answer: AddResult,
     ) -> None:
         view = locked.view
-        bound = log.bind(order_id=view.id, provider_id=order.provider_id, attempt=order.attempt)
+        # Orders of one batch come from many requests: each line carries its own order's correlation id.
+        bound = log.bind(
+            order_id=view.id, provider_id=order.provider_id, attempt=order.attempt, correlation_id=locked.correlation_id
+        )
         match answer:
             case Accepted(provider_order_id=provider_order_id):
                 assert order.provider_id is not None
@@ -140,6 +144,7 @@ class Submitter:
                     correlation_id=locked.correlation_id,
                 )
                 bound.info("order_submitted", provider_order_id=provider_order_id)
+                metrics.SUBMISSIONS.labels(outcome="accepted").inc()
             case Refused(message=message):
                 await sql.finish_canceled(conn, order_id=view.id, error=f"refused upstream: {message}")
                 settlement.order_moved(
@@ -152,14 +157,17 @@ class Submitter:
                     correlation_id=locked.correlation_id,
                 )
                 bound.info("order_refused_upstream", reason=message)
+                metrics.SUBMISSIONS.labels(outcome="refused").inc()
             case OutOfFunds(message=reason) | NotSent(reason=reason):
                 delay = self._retry.delay(order.attempt)
                 await sql.mark_retry(conn, order_id=view.id, delay_s=delay, error=f"{type(answer).__name__}: {reason}")
                 # Ops must hear of it: our money at the provider ran out, or the provider is unreachable.
                 bound.error("order_submit_deferred", outcome=type(answer).__name__, reason=reason, retry_in_s=delay)
+                metrics.SUBMISSIONS.labels(outcome="retried").inc()
             case Unknown(reason=reason):
                 await sql.mark_parked(conn, order_id=view.id, error=f"outcome unknown: {reason}")
                 bound.error("order_parked", reason=reason)
+                metrics.SUBMISSIONS.labels(outcome="parked").inc()
 
 
 def poll_schedule(settings: Settings) -> PollSchedule:
