@@ -114,9 +114,8 @@ async def test_one_correlation_id_follows_each_order_across_all_processes(
 
             await wait_until(completed, timeout=45)
             async with pool.acquire() as conn:
-                stored = dict(
-                    await conn.fetch("SELECT id, correlation_id FROM orders WHERE id = ANY($1)", list(by_order))
-                )
+                rows = await conn.fetch("SELECT id, correlation_id FROM orders WHERE id = ANY($1)", list(by_order))
+                stored = {r["id"]: r["correlation_id"] for r in rows}
                 outbox_ids = await conn.fetch(
                     "SELECT DISTINCT correlation_id FROM outbox WHERE payload->>'order_id' = ANY($1::text[])"
                     " OR payload->>'order' = ANY($1::text[])",
@@ -157,9 +156,9 @@ async def test_one_correlation_id_follows_each_order_across_all_processes(
     story: dict[str, dict[str, set[str]]] = {cid: {} for cid in correlation}
     for name, lines in logs.items():
         for line in lines:
-            cid = line.get("correlation_id")
-            if cid in story:
-                story[cid].setdefault(name, set()).add(line["event"])
+            found = line.get("correlation_id")
+            if found in story:
+                story[found].setdefault(name, set()).add(line["event"])
     for cid, events in story.items():
         assert "request" in events.get("api", set()), f"{cid}: {events}"
         assert {"order_submitted", "order_status_changed"} <= events.get("worker", set()), f"{cid}: {events}"

@@ -311,5 +311,6 @@ def test_dockerfile_is_multi_stage_non_root_and_copies_what_exists() -> None:
             assert (ROOT / path).exists(), f"Dockerfile copies missing {path}"
     for env_name in re.findall(r"\b(PANELFLOW_[A-Z0-9_]+)=", text):
         assert setting_of(env_name), f"Dockerfile: {env_name} is no Settings field"
-    cmd = json.loads(re.search(r"(?m)^CMD (.+)$", text).group(1))
-    check_command(cmd)
+    cmd = re.search(r"(?m)^CMD (.+)$", text)
+    assert cmd is not None
+    check_command(json.loads(cmd.group(1)))
