@@ -10,7 +10,8 @@ from shared.upstream.results import UpstreamService
 
 def upstream(service: str, rate: str = "1.00", **changes: object) -> UpstreamService:
     values: dict = {"service": service, "name": f"S{service}", "type": "Default", "category": "C",
-                    "rate": Decimal(rate), "min": 10, "max": 100, "refill": True, "cancel": False, "dripfeed": True}  # fmt: skip
+                    "rate": Decimal(rate), "min": 10, "max": 100,
+                    "refill": True, "cancel": False, "dripfeed": True}  # fmt: skip
     values.update(changes)
     return UpstreamService(**values)
 
