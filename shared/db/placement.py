@@ -155,7 +155,7 @@ def _arrays(orders: Sequence[NewOrder]) -> list[list[Any]]:
         types.append(o.type)
         links.append(o.link)
         quantities.append(o.quantity)
-        params.append(json.dumps(o.params, separators=(",", ":")))
+        params.append(json.dumps(o.params, separators=(",", ":"), default=str))
         rates.append(o.rate)
         charges.append(o.charge)
         currencies.append(o.currency)

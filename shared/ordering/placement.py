@@ -46,6 +46,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
 )
+# A batch whose connection turns out dead is retried on another connection at most this often in all.
+_LOST_CONNECTION_ATTEMPTS = 3
 # A request re-run alone is re-run at most this often (a winner that vanishes again and again is a bug).
 _SINGLE_ATTEMPTS = 3
 
@@ -100,7 +102,11 @@ class Placer:
         while self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         while self._idle:
-            await self._pool.release(self._idle.pop())
+            conn = self._idle.pop()
+            if _usable(conn):
+                await self._pool.release(conn)
+            else:
+                await self._discard(conn)
 
     async def place(self, request: PlacementRequest) -> int:
         """The order id (new, or the original for a replay with the same params_hash).
@@ -147,16 +153,15 @@ class Placer:
             self._slots.release()
 
     async def _place_on_a_connection(self, batch: list[_Pending]) -> None:
-        for attempt in (1, 2):
+        for attempt in range(1, _LOST_CONNECTION_ATTEMPTS + 1):
             waiting = [p for p in batch if not p.future.done()]
             if not waiting:
                 return
-            reused = bool(self._idle)
             try:
-                conn = self._idle.pop() if reused else await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
-                if reused and not _usable(conn):  # lost while idle; asyncpg has handed it back to the pool
+                conn = self._idle.pop() if self._idle else await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+                if not _usable(conn):  # lost while idle (e.g. a database restart)
+                    await self._discard(conn)
                     conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
-                    reused = False
             except CONNECTION_ERRORS as exc:
                 log.warning("placement_database_down", error=repr(exc), size=len(waiting))
                 _deliver_all(waiting, DependencyDown)
@@ -164,15 +169,18 @@ class Placer:
             try:
                 try:
                     await self._place_pending(conn, waiting)
-                except asyncpg.InterfaceError as exc:
-                    if _usable(conn):
+                except (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as exc:
+                    # A connection whose server went away while it was idle can fail this way (e.g. "another
+                    # operation is in progress") before asyncpg notices the loss: it is broken either way.
+                    if _usable(conn) and isinstance(exc, asyncpg.InterfaceError):
                         raise
                     raise ConnectionError("the database connection was lost") from exc
             except CONNECTION_ERRORS as exc:
                 await self._discard(conn)
-                # A kept connection may have died while idle (a database restart): try once on a fresh one.
-                # Re-running is safe: what the lost statement committed comes back as the original orders.
-                if reused and attempt == 1:
+                # Kept or pooled connections may have died while idle (a database restart) before asyncpg
+                # noticed: try again on another. While the database is really down, acquiring fails at once.
+                # Re-running is safe: what a lost statement committed comes back as the original orders.
+                if attempt < _LOST_CONNECTION_ATTEMPTS:
                     continue
                 log.warning("placement_database_down", error=repr(exc), size=len(waiting))
                 _deliver_all([p for p in waiting if not p.future.done()], DependencyDown)
@@ -184,9 +192,9 @@ class Placer:
             return
 
     async def _discard(self, conn: PoolConnectionProxy) -> None:
-        if not _usable(conn):
-            return  # asyncpg has handed it back to the pool already
-        conn.terminate()
+        # Terminating hands the connection back to the pool (which replaces it); a detached proxy is back already.
+        with contextlib.suppress(asyncpg.InterfaceError):
+            conn.terminate()
         with contextlib.suppress(Exception):
             await self._pool.release(conn)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from decimal import Decimal
 
 import asyncpg
@@ -179,21 +180,29 @@ async def test_close_places_what_is_queued_then_refuses(
 
 
 async def test_a_kept_connection_that_died_while_idle_is_replaced(
-    pool: asyncpg.Pool, placer: Placer, terms: ServiceTerms
+    pool: asyncpg.Pool, settings: Settings, terms: ServiceTerms
 ) -> None:
-    account_id = await make_account(pool, balance="100")
-    await placer.place(order_request(terms, account_id=account_id))
-    async with pool.acquire() as conn:
-        # The placer's kept connections are the ones that ran the batch statement: a restart would end them.
-        killed = await conn.fetchval(
-            """
-            SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-            WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%WITH input AS%'
-            """
-        )
-    assert killed >= 1
+    # A pool of its own, recognisable by application_name, so that only its connections are ended.
+    name = f"placer_kill_{uuid.uuid4().hex[:8]}"
+    own = settings.model_copy(update={"database_url": f"{settings.database_url}?application_name={name}"})
+    own_pool = await create_pool(own)
+    placer = Placer(own_pool, own)
+    await placer.start()
+    try:
+        account_id = await make_account(pool, balance="100")
+        await placer.place(order_request(terms, account_id=account_id))
+        async with pool.acquire() as conn:
+            # What a database restart does to the connections the placer keeps between batches.
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", name
+            )
+        assert killed >= 1
 
-    order_id = await placer.place(order_request(terms, account_id=account_id))
+        order_id = await placer.place(order_request(terms, account_id=account_id))
 
-    assert order_id > 0
-    assert await account_state(pool, account_id) == (Decimal("98"), 2, 2, 2)
+        assert order_id > 0
+        assert await account_state(pool, account_id) == (Decimal("98"), 2, 2, 2)
+    finally:
+        await placer.close()
+        async with asyncio.timeout(10):  # every connection went back to the pool
+            await own_pool.close()

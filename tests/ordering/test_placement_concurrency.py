@@ -8,6 +8,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
+from shared.db import accounts
 from shared.db.accounts import ledger_mismatches
 from shared.domain.order_types import ServiceTerms
 from shared.errors import InsufficientBalance, RequestIdConflict
@@ -188,3 +189,34 @@ async def test_concurrent_calls_share_transactions(pool: asyncpg.Pool, placer: P
         assert await ledger_mismatches(conn) == []
     assert len(set(ids)) == 200
     assert transactions <= 200 // 8
+
+
+async def test_placements_interleaved_with_other_balance_writers(
+    pool: asyncpg.Pool, placer: Placer, terms: ServiceTerms
+) -> None:
+    """Top-ups committed while batches wait for the account lock are seen: the balance always adds up."""
+    account_id = await make_account(pool, balance="20")
+
+    async def topups() -> None:
+        for _ in range(30):
+            async with pool.acquire() as conn:
+                await accounts.topup(conn, account_id=account_id, amount=Decimal("3"))
+            await asyncio.sleep(0)
+
+    async def orders() -> list[int | BaseException]:
+        results: list[int | BaseException] = []
+        for _ in range(10):
+            wave = [order_request(terms, account_id=account_id, quantity=2) for _ in range(10)]
+            results += await asyncio.gather(*(placer.place(r) for r in wave), return_exceptions=True)
+        return results
+
+    _, results = await asyncio.gather(topups(), orders())
+
+    placed = sum(1 for r in results if isinstance(r, int))
+    assert all(isinstance(r, int | InsufficientBalance) for r in results)
+    assert placed >= 10  # the opening balance alone pays for 10
+    balance, orders_count, reserves, events = await account_state(pool, account_id)
+    assert (orders_count, reserves, events) == (placed, placed, placed)
+    assert balance == Decimal("20") + 30 * Decimal("3") - 2 * placed
+    async with pool.acquire() as conn:
+        assert await ledger_mismatches(conn) == []
