@@ -57,6 +57,7 @@ class Options:
     accounts: int
     warmup: int
     keep_db: bool
+    relay: bool
 
 
 def parse_args() -> Options:
@@ -67,8 +68,13 @@ def parse_args() -> Options:
     parser.add_argument("--accounts", type=int, default=200, help="accounts of the many-accounts run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load before each run")
     parser.add_argument("--keep-db", action="store_true", help=f"keep the {DATABASE} database afterwards")
+    parser.add_argument(
+        "--no-relay",
+        action="store_true",
+        help="diagnosis only: run the api without the outbox relay (not the benchmark)",
+    )
     a = parser.parse_args()
-    return Options(a.duration, a.connections, a.threads, a.accounts, a.warmup, a.keep_db)
+    return Options(a.duration, a.connections, a.threads, a.accounts, a.warmup, a.keep_db, not a.no_relay)
 
 
 # --- processes ---------------------------------------------------------------------------------------------
@@ -115,7 +121,7 @@ class Child:
                 self.proc.wait(timeout=10)
 
 
-def api_env(settings: Settings, port: int) -> dict[str, str]:
+def api_env(settings: Settings, port: int, relay: bool) -> dict[str, str]:
     env = dict(os.environ)  # PANELFLOW_* overrides given to the benchmark reach the api as well
     env.update(
         PANELFLOW_DATABASE_URL=settings.database_url,
@@ -123,7 +129,7 @@ def api_env(settings: Settings, port: int) -> dict[str, str]:
         PANELFLOW_API_HOST="127.0.0.1",
         PANELFLOW_API_PORT=str(port),
         PANELFLOW_RATE_LIMITS_ENABLED="false",
-        PANELFLOW_RELAY_ENABLED="true",
+        PANELFLOW_RELAY_ENABLED="true" if relay else "false",
         PANELFLOW_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
     )
@@ -284,7 +290,7 @@ async def bench(opts: Options) -> dict[str, Any]:
             ceiling_app.stop()
 
         port = free_port()
-        api = Child("services.api", api_env(settings, port), logs / "api.log", [])
+        api = Child("services.api", api_env(settings, port, opts.relay), logs / "api.log", [])
         try:
             await api.wait_http(f"http://127.0.0.1:{port}/healthz")
             runs: dict[str, dict[str, Any]] = {}
@@ -316,6 +322,7 @@ async def bench(opts: Options) -> dict[str, Any]:
             "connections": opts.connections,
             "wrk_threads": opts.threads,
             "accounts": opts.accounts,
+            "relay": opts.relay,
             "placement_batch_max": settings.placement_batch_max,
             "placement_concurrency": settings.placement_concurrency,
             "db_pool_max": settings.db_pool_max,
