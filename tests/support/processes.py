@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from pydantic import SecretBytes, SecretStr
 
 from shared.settings import Settings
 
@@ -30,7 +31,10 @@ def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     """The environment that makes a child process build exactly these settings (plus overrides)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PANELFLOW_")}
     values = settings.model_dump(mode="json")
-    values.update(overrides)
+    # The json dump masks secrets as '**********': children need the real values, whatever the field.
+    for name in type(settings).model_fields:
+        values[name] = _reveal(getattr(settings, name), values[name])
+    values.update({name: _reveal(value, value) for name, value in overrides.items()})
     for name, value in values.items():
         if value is None:
             continue
@@ -41,11 +45,17 @@ def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
         else:
             text = str(value)
         env[f"PANELFLOW_{name.upper()}"] = text
-    if settings.sentry_dsn is not None:
-        env["PANELFLOW_SENTRY_DSN"] = settings.sentry_dsn.get_secret_value()
     env["PANELFLOW_LOG_FORMAT"] = "json"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def _reveal(value: Any, dumped: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, SecretBytes):
+        return value.get_secret_value().decode()
+    return dumped
 
 
 class ManagedProcess:
