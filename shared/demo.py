@@ -1,8 +1,11 @@
-"""The demo seed: one reseller account with money, an API key, and a small catalog bought from the provider
-simulator. Idempotent.
+"""The demo seed: one reseller account with money, an API key, a small catalog bought from the provider
+simulator, and a webhook to the local demo receiver. Idempotent.
 
 Keys are stored hashed, so the caller keeps the demo key itself (the CLI: in `.run/demo-key`, mode 0600) and
 hands it back on the next seed, which reuses it while it still works and makes a new one otherwise.
+
+The demo webhook goes to plain http on 127.0.0.1, which the SSRF guard refuses by default. Only the demo (the seed
+and the `make run` stack) relaxes that, with `local_webhook_settings` / `local_webhook_env`; the defaults stay strict.
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ from decimal import Decimal
 
 from shared.auth.keys import SCOPES, generate_key, hash_key, key_prefix
 from shared.db import accounts, catalog, keys
+from shared.db import webhooks as webhooks_db
 from shared.db.types import Conn
 from shared.settings import Settings
+from shared.webhooks import endpoints
+from shared.webhooks.secretbox import SecretBox, SecretBoxError
+from shared.webhooks.ssrf import AddressGuard
 
 DEMO_EMAIL = "demo@panelflow.local"
 # Re-seeding tops the demo account back up to this, so a demo that spent its money works again.
@@ -50,6 +57,11 @@ CATALOG = (
 )  # fmt: skip
 SIM_PROVIDER = "simulator"
 
+DEMO_WEBHOOK_HOST = "127.0.0.1"
+DEMO_WEBHOOK_PATH = "/demo-webhooks"
+# Plain http to this one address is what the demo needs on top of the user's settings.
+DEMO_WEBHOOK_NETWORK = f"{DEMO_WEBHOOK_HOST}/32"
+
 
 @dataclass(frozen=True)
 class DemoSeed:
@@ -58,6 +70,41 @@ class DemoSeed:
     key_created: bool
     default_service_id: int
     service_ids: dict[str, int]
+    webhook_id: int
+    webhook_url: str
+    webhook_secret: str
+
+
+def demo_webhook_url(settings: Settings) -> str:
+    return f"http://{DEMO_WEBHOOK_HOST}:{settings.demo_webhook_port}{DEMO_WEBHOOK_PATH}"
+
+
+def _with_local_network(networks: str) -> str:
+    names = [n.strip() for n in networks.split(",") if n.strip()]
+    if DEMO_WEBHOOK_NETWORK not in names:
+        names.append(DEMO_WEBHOOK_NETWORK)
+    return ",".join(names)
+
+
+def local_webhook_settings(settings: Settings) -> Settings:
+    """These settings plus what the demo's local receiver needs (added to, not replacing, allowed networks)."""
+    return settings.model_copy(
+        update={
+            "webhooks_allow_http": True,
+            "webhooks_allowed_networks": _with_local_network(settings.webhooks_allowed_networks),
+        }
+    )
+
+
+def local_webhook_env(environ: dict[str, str]) -> dict[str, str]:
+    """The same, for the environment of the demo stack's processes."""
+    return {
+        **environ,
+        "PANELFLOW_WEBHOOKS_ALLOW_HTTP": "true",
+        "PANELFLOW_WEBHOOKS_ALLOWED_NETWORKS": _with_local_network(
+            environ.get("PANELFLOW_WEBHOOKS_ALLOWED_NETWORKS", "")
+        ),
+    }
 
 
 async def seed(conn: Conn, settings: Settings, *, known_key: str | None = None) -> DemoSeed:
@@ -70,7 +117,17 @@ async def seed(conn: Conn, settings: Settings, *, known_key: str | None = None) 
     for service in CATALOG:
         service_ids[service.name] = await _service(conn, service, provider_id)
     key, created = await _key(conn, account_id, known_key)
-    return DemoSeed(account_id, key, created, service_ids[CATALOG[0].name], service_ids)
+    webhook_id, secret = await _webhook(conn, settings, account_id)
+    return DemoSeed(
+        account_id,
+        key,
+        created,
+        service_ids[CATALOG[0].name],
+        service_ids,
+        webhook_id,
+        demo_webhook_url(settings),
+        secret,
+    )
 
 
 async def _account(conn: Conn, settings: Settings) -> int:
@@ -117,3 +174,27 @@ async def _key(conn: Conn, account_id: int, known_key: str | None) -> tuple[str,
         conn, account_id=account_id, key_hash=hash_key(key), prefix=key_prefix(key), scopes=list(SCOPES)
     )
     return key, True
+
+
+async def _webhook(conn: Conn, settings: Settings, account_id: int) -> tuple[int, str]:
+    """The demo account's webhook to the local receiver (all events), and its secret for the receiver."""
+    local = local_webhook_settings(settings)
+    url = demo_webhook_url(settings)
+    box = SecretBox(local)
+    for endpoint in await webhooks_db.list_endpoints(conn, account_id):
+        if not endpoint.url.endswith(DEMO_WEBHOOK_PATH):
+            continue
+        if endpoint.url == url:
+            try:
+                secret = box.decrypt(endpoint.secret_enc)
+            except SecretBoxError:
+                pass  # PANELFLOW_WEBHOOK_SECRET_KEY changed since: register it anew below
+            else:
+                if not endpoint.enabled:
+                    await webhooks_db.enable_endpoint(conn, endpoint.id)
+                return endpoint.id, secret
+        # A demo receiver on another port (the setting changed) would only collect failing deliveries.
+        await webhooks_db.delete_endpoint(conn, endpoint.id, account_id)
+    return await endpoints.add_endpoint(
+        conn, local, AddressGuard(local.webhooks_allowed_networks), box, account_id=account_id, url=url, events=None
+    )

@@ -192,5 +192,9 @@ class Settings(BaseSettings):
     # Gauges read from the database (outbox and webhook backlogs, parked orders, due polls) are refreshed this often.
     metrics_sample_s: float = 10.0
 
+    # --- local demo (set-up helper: shared/demo.py, shared/cli/stack.py) ---------------------------------
+    # Port of the demo's webhook receiver (`make run` starts it on 127.0.0.1 and registers it for the demo account).
+    demo_webhook_port: int = 8099
+
     def amqp_name(self, name: str) -> str:
         return f"{self.amqp_prefix}.{name}"

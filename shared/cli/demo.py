@@ -1,4 +1,7 @@
-"""`panelflow demo seed`: the demo account, key and catalog (see `shared/demo.py`); prints KEY=value lines."""
+"""`panelflow demo seed`: the demo account, key, catalog and webhook (see `shared/demo.py`); prints KEY=value lines.
+
+The lines (the key and the webhook secret among them) are what `make run` keeps in `.run/demo.env`.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from shared.settings import Settings
 
 
 def register(commands: Subparsers) -> None:
-    sub = group(commands, "demo", "the demo account, key and catalog")
+    sub = group(commands, "demo", "the demo account, key, catalog and webhook")
     seed = command(sub, "seed", "create or refresh the demo (idempotent); prints PANELFLOW_DEMO_* lines", _seed)
     seed.add_argument(
         "--key-file",
@@ -56,4 +59,7 @@ async def _seed(args: argparse.Namespace, settings: Settings) -> int:
     print(f"PANELFLOW_DEMO_ACCOUNT={result.account_id}")
     print(f"PANELFLOW_DEMO_KEY={result.key}")
     print(f"PANELFLOW_DEMO_SERVICE={result.default_service_id}")
+    print(f"PANELFLOW_DEMO_WEBHOOK={result.webhook_id}")
+    print(f"PANELFLOW_DEMO_WEBHOOK_URL={result.webhook_url}")
+    print(f"PANELFLOW_DEMO_WEBHOOK_SECRET={result.webhook_secret}")
     return 0

@@ -2,9 +2,15 @@
 
 `python -m shared.cli.stack run`   all processes in the foreground, output prefixed by process name (and kept in
                                    `.run/<name>.log`); Ctrl-C or SIGTERM stops them all; one dying stops the rest.
+                                   Once the api answers it prints how to call it and places one demo order itself,
+                                   printing each status it passes through (`--no-demo-order` leaves that out).
 `python -m shared.cli.stack up`    the same in the background; returns once the api answers `/healthz`, then
                                    writes `.run/env` (PANELFLOW_API_URL + the demo lines of `.run/demo.env`).
 `python -m shared.cli.stack down`  stops the background stack.
+
+The stack is the local demo: besides the processes it starts the example webhook receiver with the demo
+webhook's secret (from `.run/demo.env`, written by `panelflow demo seed`), and gives every process the settings
+that let webhooks reach it over plain http on 127.0.0.1 (`shared.demo.local_webhook_env`; never code defaults).
 
 A new process joins the stack by adding one line to `PROCESSES`; a line whose package has no `__main__` yet
 is skipped, so the list can name processes before they land.
@@ -25,6 +31,8 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
+from shared.cli.demo_order import DemoOrderError, place_and_follow
+from shared.demo import local_webhook_env
 from shared.settings import Settings
 
 RUN_DIR = Path(".run")
@@ -36,25 +44,40 @@ READY_TIMEOUT_S = 60.0
 class Process:
     name: str
     module: str
+    args: tuple[str, ...] = ()
 
 
+RECEIVER = "receiver"
 PROCESSES = (
     Process("api", "services.api"),
     Process("worker", "services.worker"),
     Process("webhooks", "services.webhooks"),
     Process("provider-sim", "services.provider_sim"),
+    Process(RECEIVER, "shared.webhooks.receiver_example"),
 )
 
 
-def available() -> list[Process]:
+def _runnable(module: str) -> bool:
+    try:
+        return find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def available(settings: Settings, demo: dict[str, str]) -> list[Process]:
+    """The processes to start; the receiver with the demo webhook's port and secret, or not at all without one."""
     found = []
     for process in PROCESSES:
-        try:
-            spec = find_spec(process.module + ".__main__")
-        except ModuleNotFoundError:
-            spec = None
-        if spec is not None:
-            found.append(process)
+        if process.name == RECEIVER:
+            secret = demo.get("PANELFLOW_DEMO_WEBHOOK_SECRET")
+            if not secret or not _runnable(process.module):
+                continue
+            process = Process(
+                process.name, process.module, ("--port", str(settings.demo_webhook_port), "--secret", secret)
+            )
+        elif not _runnable(process.module + ".__main__"):
+            continue
+        found.append(process)
     return found
 
 
@@ -94,11 +117,19 @@ def banner(values: dict[str, str], *, background: bool) -> str:
     key = values.get("PANELFLOW_DEMO_KEY", "<key: panelflow key create --account ID>")
     service = values.get("PANELFLOW_DEMO_SERVICE", "<service id>")
     stop = "make down" if background else "Ctrl-C"
+    hook = values.get("PANELFLOW_DEMO_WEBHOOK_URL")
+    where = ".run/receiver.log" if background else "the lines prefixed 'receiver'"
+    webhook = (
+        f"  webhook:       {values.get('PANELFLOW_DEMO_WEBHOOK')} -> {hook}, all events, signed;\n"
+        f"                 the example receiver verifies each delivery and prints it ({where})\n"
+        if hook
+        else "  webhook:       none (run `panelflow demo seed` to register the demo receiver)\n"
+    )
     return f"""
 panelflow is running: {url}
   demo key:      {key}
   demo service:  {service} (type Default)
-  place an order:
+{webhook}  place an order:
     curl -s {url} -d key={key} -d action=add -d service={service} \\
          -d link=https://example.com/post/1 -d quantity=100 -d request_id=demo-$(date +%s)
   its status:    curl -s {url} -d key={key} -d action=status -d order=<the order id>
@@ -111,10 +142,13 @@ panelflow is running: {url}
 
 
 class Stack:
-    def __init__(self, processes: list[Process], settings: Settings, *, show_banner: bool) -> None:
+    def __init__(
+        self, processes: list[Process], settings: Settings, *, show_banner: bool, demo_order: bool = False
+    ) -> None:
         self.processes = processes
         self.settings = settings
         self.show_banner = show_banner
+        self.demo_order = demo_order
         self.children: dict[str, asyncio.subprocess.Process] = {}
         self.width = max(len(p.name) for p in processes)
         self.stopping = asyncio.Event()
@@ -123,12 +157,12 @@ class Stack:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = local_webhook_env({**os.environ, "PYTHONUNBUFFERED": "1"})
         pumps = []
         for process in self.processes:
             # A session of its own: Ctrl-C reaches only us, and we stop the children in order.
             child = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", process.module,
+                sys.executable, "-m", process.module, *process.args,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 env=env, start_new_session=True,
             )  # fmt: skip
@@ -137,7 +171,7 @@ class Stack:
             pumps.append(asyncio.create_task(self._pump(process.name, child)))
         self._say(f"started {', '.join(f'{n} (pid {c.pid})' for n, c in self.children.items())}")
         exited = [asyncio.create_task(self._exited(name, child)) for name, child in self.children.items()]
-        banner_task = asyncio.create_task(self._banner()) if self.show_banner else None
+        banner_task = asyncio.create_task(self._banner()) if self.show_banner or self.demo_order else None
         stop = asyncio.create_task(self.stopping.wait())
         done, _ = await asyncio.wait([stop, *exited], return_when=asyncio.FIRST_COMPLETED)
         status = 0 if stop in done else 1
@@ -189,10 +223,24 @@ class Stack:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if await asyncio.to_thread(_answers, health):
-                print(banner(write_env(self.settings), background=False), flush=True)
+                values = write_env(self.settings)
+                if self.show_banner:
+                    print(banner(values, background=False), flush=True)
+                if self.demo_order:
+                    await self._demo_order(values)
                 return
             await asyncio.sleep(0.3)
         self._say(f"the api did not answer {health} within {READY_TIMEOUT_S:.0f} s")
+
+    async def _demo_order(self, values: dict[str, str]) -> None:
+        key, service = values.get("PANELFLOW_DEMO_KEY"), values.get("PANELFLOW_DEMO_SERVICE")
+        if not key or not service:
+            self._say("no demo key in .run/demo.env (run `panelflow demo seed`): no demo order placed")
+            return
+        try:
+            await place_and_follow(values["PANELFLOW_API_URL"] + "/api/v2", key, service, self._say)
+        except (DemoOrderError, OSError, TimeoutError, ValueError, KeyError) as exc:
+            self._say(f"demo order: {exc!r}")
 
     def _say(self, text: str) -> None:
         print(f"{'stack':<{self.width}} | {text}", flush=True)
@@ -218,7 +266,7 @@ def up(settings: Settings) -> int:
         RUN_DIR.mkdir(exist_ok=True)
         with (RUN_DIR / "stack.log").open("ab") as log:
             child = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli.stack", "run", "--no-banner"],
+                [sys.executable, "-m", "shared.cli.stack", "run", "--no-banner", "--no-demo-order"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         pid = child.pid
@@ -265,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.cli.stack", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("run", "up", "down"))
     parser.add_argument("--no-banner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-demo-order", action="store_true", help="run: do not place the demo order")
     args = parser.parse_args(argv)
     if args.action == "down":
         return down()
@@ -275,12 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     if pid is not None and pid != os.getpid() and not args.no_banner:
         print(f"stack: already running in the background (pid {pid}); `make down` first", file=sys.stderr)
         return 1
-    processes = available()
+    processes = available(settings, read_env(RUN_DIR / "demo.env"))
     RUN_DIR.mkdir(exist_ok=True)
-    missing = [p.name for p in PROCESSES if p not in processes]
+    missing = [p.name for p in PROCESSES if p.name not in {q.name for q in processes}]
     if missing:
-        print(f"stack: not built yet, skipped: {', '.join(missing)}", flush=True)
-    return asyncio.run(Stack(processes, settings, show_banner=not args.no_banner).run())
+        print(f"stack: skipped (not built yet, or no demo webhook in .run/demo.env): {', '.join(missing)}", flush=True)
+    stack = Stack(processes, settings, show_banner=not args.no_banner, demo_order=not args.no_demo_order)
+    return asyncio.run(stack.run())
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def make_handler(secret: str) -> type[BaseHTTPRequestHandler]:
             if msg_id not in seen:  # a retry of something already handled is acknowledged, not redone
                 seen.add(msg_id)
                 event = json.loads(body)
-                print(f"verified {event['type']} {msg_id}: {json.dumps(event['data'])}", flush=True)
+                # One write per line: deliveries arrive on several threads at once.
+                print(f"verified {event['type']} {msg_id}: {json.dumps(event['data'])}\n", end="", flush=True)
             self.send_response(204)
             self.end_headers()
 

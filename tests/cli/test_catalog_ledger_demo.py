@@ -12,6 +12,7 @@ import asyncpg
 from shared.auth.keys import hash_key, key_prefix
 from shared.demo import DEMO_BALANCE, DEMO_EMAIL
 from shared.settings import Settings
+from shared.webhooks.secretbox import SecretBox
 from tests.cli.conftest import Cli, run_cli
 
 
@@ -90,7 +91,10 @@ async def test_demo_seed_is_idempotent_and_keeps_its_key(cli: Cli, pool: asyncpg
     first = cli("demo", "seed", "--key-file", str(key_file))
     assert first.code == 0, first
     values = dict(line.split("=", 1) for line in first.out.splitlines())
-    assert set(values) == {"PANELFLOW_DEMO_ACCOUNT", "PANELFLOW_DEMO_KEY", "PANELFLOW_DEMO_SERVICE"}
+    assert set(values) == {
+        "PANELFLOW_DEMO_ACCOUNT", "PANELFLOW_DEMO_KEY", "PANELFLOW_DEMO_SERVICE",
+        "PANELFLOW_DEMO_WEBHOOK", "PANELFLOW_DEMO_WEBHOOK_URL", "PANELFLOW_DEMO_WEBHOOK_SECRET",
+    }  # fmt: skip
     key = values["PANELFLOW_DEMO_KEY"]
     assert key_file.read_text().strip() == key
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -129,6 +133,48 @@ async def test_demo_seed_is_idempotent_and_keeps_its_key(cli: Cli, pool: asyncpg
     new_key = dict(line.split("=", 1) for line in renewed.out.splitlines())["PANELFLOW_DEMO_KEY"]
     assert new_key != key
     assert key_file.read_text().strip() == new_key
+
+
+async def test_demo_seed_registers_the_local_webhook_once(
+    cli: Cli, settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "demo-key"
+    first = cli("demo", "seed", "--key-file", str(key_file))
+    assert first.code == 0, first
+    values = dict(line.split("=", 1) for line in first.out.splitlines())
+    account_id = int(values["PANELFLOW_DEMO_ACCOUNT"])
+    assert values["PANELFLOW_DEMO_WEBHOOK_URL"] == f"http://127.0.0.1:{settings.demo_webhook_port}/demo-webhooks"
+    assert not settings.webhooks_allow_http  # registered although plain http stays refused by default
+
+    async def demo_endpoints() -> list[asyncpg.Record]:
+        return await pool.fetch(
+            "SELECT id, url, events, enabled, secret_enc FROM webhook_endpoints WHERE account_id = $1", account_id
+        )
+
+    [endpoint] = await demo_endpoints()
+    assert endpoint["id"] == int(values["PANELFLOW_DEMO_WEBHOOK"])
+    assert endpoint["url"] == values["PANELFLOW_DEMO_WEBHOOK_URL"]
+    assert {"order.status_changed", "order.completed"} <= set(endpoint["events"])
+    # The secret handed to the receiver is the one deliveries are signed with.
+    secret = values["PANELFLOW_DEMO_WEBHOOK_SECRET"]
+    assert secret.startswith("whsec_")
+    assert SecretBox(settings).decrypt(endpoint["secret_enc"]) == secret
+
+    # A disabled demo webhook is enabled again, same id and secret.
+    await pool.execute(
+        "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = 'x' WHERE id = $1", endpoint["id"]
+    )
+    assert cli("demo", "seed", "--key-file", str(key_file)).out == first.out
+    assert [(e["id"], e["enabled"]) for e in await demo_endpoints()] == [(endpoint["id"], True)]
+
+    # Another receiver port: the old demo webhook is replaced, not kept collecting failures.
+    moved = cli("demo", "seed", "--key-file", str(key_file), PANELFLOW_DEMO_WEBHOOK_PORT="8111")
+    assert moved.code == 0, moved
+    moved_values = dict(line.split("=", 1) for line in moved.out.splitlines())
+    [replaced] = await demo_endpoints()
+    assert replaced["url"] == "http://127.0.0.1:8111/demo-webhooks" == moved_values["PANELFLOW_DEMO_WEBHOOK_URL"]
+    assert replaced["id"] != endpoint["id"]
+    assert moved_values["PANELFLOW_DEMO_WEBHOOK_SECRET"] != secret
 
 
 def test_help_lists_every_group(cli: Cli) -> None:
