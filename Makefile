@@ -1,10 +1,11 @@
 # panelflow: one command to set up and run or test (see README.md).
 #   make run   set up, then the stack in the foreground (Ctrl-C stops it)
 #   make up    the same in the background; writes .run/env      make down   stops it
-#   make test  set up, then ruff, mypy and the whole pytest suite   make lint   ruff + mypy only
+#   make test  set up (+ promtool for tests/ops), then ruff, mypy and the whole pytest suite   make lint   ruff + mypy
 #   make bench set up, then the benchmark (installs wrk when missing and root)
 # Set-up = .venv with the locked dependencies (scripts/ensure-venv.sh) + Postgres, RabbitMQ and Redis answering
-# at the configured URLs (scripts/ensure-services.sh) + the database migrated + the demo seeded.
+# at the configured URLs (scripts/ensure-services.sh) + the database migrated + the demo seeded (its account, key,
+# catalog and webhook). `make test` also makes sure of the test tools (scripts/ensure-test-tools.sh).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -12,10 +13,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PANELFLOW := $(VENV)/bin/panelflow
 
-.PHONY: help venv services setup db run up down test lint bench
+.PHONY: help venv services setup test-tools db run up down test lint bench
 
 help:
-	@sed -n '2,7p' Makefile | sed 's/^# //'
+	@sed -n '2,8p' Makefile | sed 's/^# //'
 
 venv:
 	@scripts/ensure-venv.sh
@@ -24,6 +25,9 @@ services: venv
 	@scripts/ensure-services.sh
 
 setup: venv services
+
+test-tools:
+	@scripts/ensure-test-tools.sh
 
 db: setup
 	@$(PANELFLOW) migrate
@@ -44,7 +48,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 
-test: setup lint
+test: setup test-tools lint
 	$(VENV)/bin/pytest -q
 
 bench: setup

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from shared.db.migrate import available
 from shared.settings import Settings
@@ -82,3 +84,55 @@ def test_ensure_services_says_exactly_what_is_missing(settings: Settings, tmp_pa
     assert "rabbitmq" not in proc.stderr.split("missing:")[1].splitlines()[0]
     assert "apt-get install -y postgresql" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _path_without_tools(tmp_path: Path, tools: tuple[str, ...]) -> str:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in tools:
+        for folder in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+            if os.path.exists(f"{folder}/{tool}"):
+                (bin_dir / tool).symlink_to(f"{folder}/{tool}")
+                break
+    return str(bin_dir)
+
+
+TEST_TOOLS = ROOT / "scripts" / "ensure-test-tools.sh"
+SHELL_TOOLS = ("bash", "env", "id", "awk", "dirname", "head", "apt-cache", "apt-get")
+
+
+def test_ensure_test_tools_is_quiet_when_promtool_is_there() -> None:
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool missing here: the next test covers that path")
+    proc = subprocess.run([str(TEST_TOOLS)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    if shutil.which("kubectl"):
+        assert proc.stderr == ""
+    else:
+        assert proc.stderr.startswith("ensure-test-tools: note: no kubectl"), proc.stderr
+        assert len(proc.stderr.splitlines()) == 1
+
+
+def test_ensure_test_tools_installs_prometheus_without_its_server_or_says_how(tmp_path: Path) -> None:
+    if shutil.which("apt-cache") is None:
+        pytest.skip("not a Debian-like machine")
+    env = {"PATH": _path_without_tools(tmp_path, SHELL_TOOLS), "PANELFLOW_SETUP_DRY_RUN": "1"}
+    dry = subprocess.run([str(TEST_TOOLS)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    if os.geteuid() == 0:
+        assert dry.returncode == 0, dry.stderr
+        assert (
+            "would run: env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus"
+            in (dry.stderr)
+        )
+        assert "would disable the prometheus service" in dry.stderr
+    assert "note: no kubectl" in dry.stderr or dry.returncode != 0
+    # Not allowed to install: one clear error saying what to install.
+    refused = subprocess.run(
+        [str(TEST_TOOLS)], cwd=ROOT, env={**env, "PANELFLOW_SETUP_NO_INSTALL": "1"}, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("ensure-test-tools: ERROR: promtool is missing"), refused.stderr
+    assert "apt-get install -y --no-install-recommends prometheus" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
