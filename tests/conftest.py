@@ -5,19 +5,18 @@ The real Postgres, RabbitMQ and Redis of the machine are used; nothing of ours i
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aio_pika
 import asyncpg
 import pytest
 
 from shared.db.migrate import migrate
 from shared.db.pool import connect, create_pool, drop_database, ensure_database, with_database
 from shared.settings import Settings
+from tests.support.isolation import delete_amqp_names
 from tests.support.processes import ApiProcess
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -54,28 +53,9 @@ async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
     finally:
         await conn.close()
     yield base_settings
-    await _delete_amqp_names(base_settings)
+    await delete_amqp_names(base_settings)
     if not os.environ.get("PANELFLOW_KEEP_TEST_DB"):
         await drop_database(base_settings.database_url)
-
-
-async def _delete_amqp_names(settings: Settings) -> None:
-    """Remove every queue and exchange this run declared (they all carry its prefix)."""
-    from shared.messaging import topology
-
-    try:
-        connection = await aio_pika.connect(settings.amqp_url)
-    except Exception:  # the broker may be down after a disruptive test; nothing to clean then
-        return
-    async with connection:
-        for name in topology.all_queue_names(settings):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):  # absent already
-                await channel.queue_delete(name)
-        for name in topology.all_exchange_names(settings):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(name)
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ import pytest
 
 from shared.settings import Settings
 from tests.cli.conftest import run_cli
+from tests.support.isolation import delete_amqp_names
 from tests.support.processes import free_port, settings_env
-from tests.support.worker import delete_amqp_names
 
 
 @pytest.fixture

@@ -7,18 +7,15 @@ afterwards) so that queue arguments such as the delivery limit can differ betwee
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
-import aio_pika
 import asyncpg
 import pytest
 
-from shared.db.migrate import migrate
-from shared.db.pool import create_pool, database_name, drop_database, ensure_database, with_database
-from shared.messaging import topology
+from shared.db.pool import create_pool
 from shared.settings import Settings
+from tests.support.isolation import delete_amqp_names, fresh_database
 from tests.support.private_services import private_postgres, private_rabbit
 
 __all__ = ["private_postgres", "private_rabbit"]
@@ -26,15 +23,8 @@ __all__ = ["private_postgres", "private_rabbit"]
 
 @pytest.fixture(scope="session")
 async def messaging_db(base_settings: Settings) -> AsyncIterator[str]:
-    url = with_database(base_settings.database_url, database_name(base_settings.database_url) + "_msg")
-    await ensure_database(url)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    yield url
-    await drop_database(url)
+    async with fresh_database(base_settings.database_url, "msg") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -63,19 +53,3 @@ async def msettings(
     )
     yield settings
     await delete_amqp_names(settings)
-
-
-async def delete_amqp_names(settings: Settings) -> None:
-    try:
-        connection = await aio_pika.connect(settings.amqp_url, timeout=5)
-    except Exception:  # a private broker that is gone already: nothing to clean
-        return
-    async with connection:
-        for name in topology.all_queue_names(settings):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(name)
-        for name in topology.all_exchange_names(settings):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(name)

@@ -15,7 +15,7 @@ from shared.messaging.consumer import Consumer
 from shared.messaging.dlq import list_dead_letters, replay_dead_letters
 from shared.messaging.envelope import Envelope
 from shared.settings import Settings
-from tests.messaging.conftest import delete_amqp_names
+from tests.support.isolation import delete_amqp_names
 from tests.support.messaging import eventually, publish_event, publish_raw, queue_depth
 
 QUEUE = topology.WORKER_QUEUE

@@ -18,19 +18,35 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from shared.db.pool import create_pool
 from shared.settings import Settings
 from tests.support.factories import make_customer
+from tests.support.isolation import delete_amqp_names, fresh_database
 from tests.support.processes import ApiProcess, ManagedProcess, free_port, settings_env
 from tests.support.webhooks import RECEIVER_NETWORK, Receiver, register, wait_until
-from tests.support.worker import SimProcess, WorkerProcess, delete_amqp_names, make_provider_services
+from tests.support.worker import SimProcess, WorkerProcess, make_provider_services
 from tests.webhooks.conftest import SECRET_KEY
 
 
 @pytest.fixture(scope="module")
 async def stack_settings(settings: Settings) -> AsyncIterator[Settings]:
-    own = settings.model_copy(
+    """A stack of its own: with the session's database, the session api's relay would publish these orders."""
+    async with fresh_database(settings.database_url, "corr") as url:
+        own = settings.model_copy(update={"database_url": url, "amqp_prefix": f"{settings.amqp_prefix}corr"})
+        yield _fast(own)
+        await delete_amqp_names(own)
+
+
+@pytest.fixture(scope="module")
+async def pool(stack_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(stack_settings)
+    yield pool
+    await pool.close()
+
+
+def _fast(settings: Settings) -> Settings:
+    return settings.model_copy(
         update={
-            "amqp_prefix": f"{settings.amqp_prefix}corr",
             "log_level": "DEBUG",  # the api logs successful requests at debug level
             "sim_pending_s": 0.2,
             "sim_completion_s": 1.0,
@@ -46,8 +62,6 @@ async def stack_settings(settings: Settings) -> AsyncIterator[Settings]:
             "relay_poll_s": 0.2,
         }
     )
-    yield own
-    await delete_amqp_names(own)
 
 
 def json_lines(process: ManagedProcess) -> list[dict[str, Any]]:

@@ -23,8 +23,8 @@ from shared.observability.broker_sampling import QueueDepthSampler
 from shared.observability.http import OpsServer, consumer_check, database_check
 from shared.observability.sampling import Sampler, sample_outbox, sample_webhooks, sample_worker
 from shared.settings import Settings
+from tests.support.isolation import delete_amqp_names
 from tests.support.processes import free_port
-from tests.support.worker import delete_amqp_names
 
 
 def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

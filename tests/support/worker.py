@@ -4,7 +4,6 @@ order placement through the real Placer, and small waits."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -12,13 +11,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aio_pika
 import aiohttp
 import asyncpg
 
 from shared.db import catalog as catalog_sql
 from shared.domain.order_types import ServiceTerms, draft_order, fingerprint
-from shared.messaging import topology
 from shared.ordering.placement import PlacementRequest, Placer
 from shared.settings import Settings
 from tests.support.processes import ManagedProcess, free_port, settings_env
@@ -161,19 +158,3 @@ async def wait_for(check: Callable[[], Awaitable[T | None]], *, timeout: float =
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s (last: {result!r})")
         await asyncio.sleep(interval)
-
-
-async def delete_amqp_names(settings: Settings) -> None:
-    try:
-        connection = await aio_pika.connect(settings.amqp_url, timeout=5)
-    except Exception:  # the broker is gone: nothing to clean
-        return
-    async with connection:
-        for name in topology.all_queue_names(settings):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(name)
-        for name in topology.all_exchange_names(settings):
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(name)

@@ -12,24 +12,17 @@ import asyncpg
 import pytest
 
 from shared.db.accounts import ledger_mismatches
-from shared.db.migrate import migrate
-from shared.db.pool import create_pool, database_name, drop_database, ensure_database, with_database
+from shared.db.pool import create_pool
 from shared.ordering.placement import Placer
 from shared.settings import Settings
-from tests.support.worker import SimProcess, delete_amqp_names, make_provider_services
+from tests.support.isolation import delete_amqp_names, fresh_database
+from tests.support.worker import SimProcess, make_provider_services
 
 
 @pytest.fixture(scope="session")
 async def worker_db(base_settings: Settings) -> AsyncIterator[str]:
-    url = with_database(base_settings.database_url, database_name(base_settings.database_url) + "_worker")
-    await ensure_database(url)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    yield url
-    await drop_database(url)
+    async with fresh_database(base_settings.database_url, "worker") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
