@@ -7,36 +7,20 @@ The api process runs the relay as a background task; this entry runs one on its 
 from __future__ import annotations
 
 import asyncio
-import signal
 
-from shared.db.pool import create_pool
-from shared.logging import configure_logging
+import asyncpg
+
 from shared.messaging.relay import OutboxRelay
-from shared.sentry import init_sentry
+from shared.process import run_process
 from shared.settings import Settings
 
 
-async def run(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    pool = await create_pool(settings)
-    try:
-        relay = OutboxRelay(settings, pool)
-        await relay.start()
-        await stop.wait()
-        await relay.stop()
-    finally:
-        await pool.close()
-
-
-def main() -> None:
-    settings = Settings()
-    configure_logging(settings, "relay")
-    init_sentry(settings, "relay")
-    asyncio.run(run(settings))
+async def serve(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
+    relay = OutboxRelay(settings, pool)
+    await relay.start()
+    await stop.wait()
+    await relay.stop()
 
 
 if __name__ == "__main__":
-    main()
+    run_process("relay", serve)
