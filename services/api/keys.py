@@ -11,6 +11,7 @@ from shared.ingress.catalog import Catalog
 from shared.ingress.params import ClientAddress
 from shared.ingress.ratelimit import LayerState, RateLimiter
 from shared.ingress.registry import Handler
+from shared.messaging.relay import OutboxRelay
 from shared.ordering.placement import Placer
 from shared.settings import Settings
 
@@ -20,6 +21,7 @@ KEYS = web.AppKey("keys", KeyCache)
 CATALOG = web.AppKey("catalog", Catalog)
 LIMITER = web.AppKey("limiter", RateLimiter)
 PLACER = web.AppKey("placer", Placer)
+RELAY = web.AppKey("relay", OutboxRelay)
 ADDRESS = web.AppKey("address", ClientAddress)
 FAILPOINTS = web.AppKey("failpoints", Failpoints)
 ACTIONS = web.AppKey("actions", dict[str, Handler])

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from shared.db.types import Conn
 
-# outbox_unpublished_idx serves both.
+# outbox_claim_idx (migration 004) serves both.
 OUTBOX_BACKLOG = """
 SELECT count(*) AS backlog,
        coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS oldest_s

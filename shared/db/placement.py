@@ -47,6 +47,10 @@ class PlacementRow:
     balance_left: Decimal | None = None
 
 
+# The outbox insert trigger notifies unless the session says otherwise (migration 004): the placer says so when
+# it wakes a relay in its own process itself.
+SKIP_OUTBOX_NOTIFY = "SET panelflow.outbox_notify = 'off'"
+
 # One statement per batch. Reading order:
 #   input      the batch, one row per order, numbered by its position (idx);
 #   existing   request_ids already placed (visible in this statement's snapshot);

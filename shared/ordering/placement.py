@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -50,6 +50,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 _LOST_CONNECTION_ATTEMPTS = 3
 # A request re-run alone is re-run at most this often (a winner that vanishes again and again is a bug).
 _SINGLE_ATTEMPTS = 3
+# Taking a batch looks at most this many times `placement_batch_max` queued requests.
+_SCAN_FACTOR = 4
 
 Result = int | BaseException
 
@@ -77,8 +79,15 @@ class Placer:
     the placer holds up to `placement_concurrency` of the pool's connections while it runs.
     """
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, *, wake_relay: Callable[[], None] | None = None) -> None:
+        """`wake_relay`: an outbox relay in this process, woken after every batch instead of by the database.
+
+        With it, the placer's connections skip the outbox insert trigger's NOTIFY: a committing transaction
+        that notified holds a database-wide lock through its WAL flush, so notifying batches commit one at a
+        time. Relays elsewhere still see the rows at their next poll.
+        """
         self._pool = pool
+        self._on_placed = wake_relay
         self._batch_max = max(1, settings.placement_batch_max)
         self._slots = asyncio.Semaphore(max(1, settings.placement_concurrency))
         self._queue: deque[_Pending] = deque()
@@ -87,6 +96,7 @@ class Placer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._idle: list[PoolConnectionProxy] = []
         self._closing = False
+        self._busy_accounts: set[int] = set()
 
     async def start(self) -> None:
         self._closing = False
@@ -127,22 +137,43 @@ class Placer:
         while True:
             # Take a batch only once a slot is free: meanwhile the queue grows into the next batch.
             await self._slots.acquire()
-            while not self._queue:
-                if self._closing:
+            while not (batch := self._take()):
+                if self._closing and not self._queue:
                     self._slots.release()
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            batch: list[_Pending] = []
-            while self._queue and len(batch) < self._batch_max:
-                pending = self._queue.popleft()
-                if not pending.future.done():  # a caller that gave up before its turn gets nothing placed
-                    batch.append(pending)
-            task = asyncio.create_task(self._execute(batch))
+            accounts = {p.request.account_id for p in batch}
+            self._busy_accounts |= accounts
+            task = asyncio.create_task(self._execute(batch, accounts))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    def _take(self) -> list[_Pending]:
+        """The next batch: queued requests, in order, of accounts that no batch in flight holds.
+
+        Two batches sharing an account would wait for each other's row lock and commit one after the other,
+        each with its own WAL flush; held back instead, those requests ride in the next batch of the account
+        (one account under load: one batch at a time, as big as the queue).
+        """
+        batch: list[_Pending] = []
+        held: list[_Pending] = []
+        busy = self._busy_accounts
+        queue = self._queue
+        scan = _SCAN_FACTOR * self._batch_max  # bounded: a long queue of one busy account is not rescanned whole
+        while queue and len(batch) < self._batch_max and scan > 0:
+            scan -= 1
+            pending = queue.popleft()
+            if pending.future.done():  # a caller that gave up before its turn gets nothing placed
+                continue
+            if pending.request.account_id in busy:
+                held.append(pending)
+            else:
+                batch.append(pending)
+        queue.extendleft(reversed(held))
+        return batch
+
+    async def _execute(self, batch: list[_Pending], accounts: set[int]) -> None:
         try:
             await self._place_on_a_connection(batch)
         except Exception as exc:  # never leave a caller waiting, whatever broke
@@ -150,7 +181,11 @@ class Placer:
             for pending in batch:
                 _deliver(pending, exc)
         finally:
+            self._busy_accounts -= accounts
             self._slots.release()
+            self._wakeup.set()  # requests held back for these accounts can go now
+            if self._on_placed is not None:
+                self._on_placed()
 
     async def _place_on_a_connection(self, batch: list[_Pending]) -> None:
         for attempt in range(1, _LOST_CONNECTION_ATTEMPTS + 1):
@@ -158,10 +193,10 @@ class Placer:
             if not waiting:
                 return
             try:
-                conn = self._idle.pop() if self._idle else await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+                conn = self._idle.pop() if self._idle else await self._acquire()
                 if not _usable(conn):  # lost while idle (e.g. a database restart)
                     await self._discard(conn)
-                    conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+                    conn = await self._acquire()
             except CONNECTION_ERRORS as exc:
                 log.warning("placement_database_down", error=repr(exc), size=len(waiting))
                 _deliver_all(waiting, DependencyDown)
@@ -190,6 +225,17 @@ class Placer:
                 raise
             self._idle.append(conn)
             return
+
+    async def _acquire(self) -> PoolConnectionProxy:
+        conn: PoolConnectionProxy = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+        if self._on_placed is not None:
+            try:
+                # Session-wide until the pool resets the connection (RESET ALL) when the placer gives it back.
+                await conn.execute(sql.SKIP_OUTBOX_NOTIFY)
+            except BaseException:
+                await self._discard(conn)
+                raise
+        return conn
 
     async def _discard(self, conn: PoolConnectionProxy) -> None:
         # Terminating hands the connection back to the pool (which replaces it); a detached proxy is back already.
