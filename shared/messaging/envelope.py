@@ -15,6 +15,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
+from pamqp.commands import Basic
 
 CORRELATION_HEADER = "correlation_id"
 DELIVERY_COUNT_HEADER = "x-delivery-count"
@@ -49,6 +50,21 @@ def build_message(
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         headers=headers,
+    )
+
+
+def publish_properties(*, event_id: uuid.UUID, event_type: str, correlation_id: str | None) -> Basic.Properties:
+    """The AMQP properties of `build_message`, built directly for the relay's low-level publisher (the same
+    frames on the wire: aio-pika's message layer costs more per message than the rest of the publish)."""
+    return Basic.Properties(
+        content_type="application/json",
+        headers={CORRELATION_HEADER: correlation_id} if correlation_id else {},
+        delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
+        priority=0,
+        correlation_id=correlation_id,
+        message_id=str(event_id),
+        message_type=event_type,
+        cluster_id="",
     )
 
 
