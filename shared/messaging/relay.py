@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-import aiormq.abc
+import aiormq
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -53,7 +53,7 @@ class _Target:
     every event the system emits, so it builds the frames' properties itself (`publish_properties`).
     """
 
-    channel: aiormq.abc.AbstractChannel
+    channel: aiormq.Channel
     exchange: str
 
 
@@ -150,6 +150,8 @@ class OutboxRelay:
             properties=properties,
             mandatory=True,
             timeout=self.settings.relay_publish_timeout_s,
+            # No socket drain per message (the batch is bounded); the broker's confirm is still awaited.
+            wait=False,
         )
         if not isinstance(confirmation, Basic.Ack):
             raise NotConfirmed(f"broker answered {confirmation!r}")
@@ -195,7 +197,10 @@ class OutboxRelay:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             exchange = await topology.declare(channel, self.settings)
             # Publish on the channel underneath aio-pika's (same channel, confirms and returns): see _Target.
-            target = _Target(await channel.get_underlay_channel(), exchange.name)
+            underlay = await channel.get_underlay_channel()
+            if not isinstance(underlay, aiormq.Channel):
+                raise TypeError(f"unexpected channel type {type(underlay).__name__}")
+            target = _Target(underlay, exchange.name)
         except BaseException:
             await connection.close()
             raise
