@@ -446,6 +446,16 @@ def write_result(result: dict[str, Any]) -> Path:
     return path
 
 
+def run_and_record(opts: Options | None = None) -> bool:
+    """Run, print the JSON object, write it to bench/results/; True when the verification passed.
+    What `make bench` (bench.run's main) calls after the ingress benchmark."""
+    result = asyncio.run(run_webhooks(opts))
+    write_result(result)
+    print(json.dumps(result, indent=2))
+    ok: bool = result["verification"]["ok"]
+    return ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__.split("\n\n")[0])
     d = Options()
@@ -465,10 +475,7 @@ def main() -> None:
     opts = Options(
         a.events, a.batch, a.rate, a.duration, a.accounts, a.endpoints_per_account, max(1, a.warmup), a.keep_db
     )
-    result = asyncio.run(run_webhooks(opts))
-    write_result(result)
-    print(json.dumps(result, indent=2))
-    if not result["verification"]["ok"]:
+    if not run_and_record(opts):
         sys.exit("VERIFICATION FAILED")
 
 
