@@ -196,5 +196,10 @@ class Settings(BaseSettings):
     # Port of the demo's webhook receiver (`make run` starts it on 127.0.0.1 and registers it for the demo account).
     demo_webhook_port: int = 8099
 
+    # --- api processes (performance) -----------------------------------------------------------------------
+    # Opt-in: this many api processes share api_port (SO_REUSEPORT), each with its own placer and outbox relay
+    # (relays share the outbox with SKIP LOCKED). 1: the single process. /metrics then answers per process.
+    api_processes: int = 1
+
     def amqp_name(self, name: str) -> str:
         return f"{self.amqp_prefix}.{name}"

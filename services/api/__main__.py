@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import uvloop
 from aiohttp import web
 from sentry_sdk.integrations.aiohttp import AioHttpIntegration
 
+from services.api import processes
 from services.api.app import create_app
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
@@ -20,6 +22,8 @@ SHUTDOWN_TIMEOUT_S = 15.0
 def main() -> None:
     settings = Settings()
     configure_logging(settings, "api")
+    if settings.api_processes > 1 and not processes.is_child():
+        sys.exit(processes.supervise(settings.api_processes))
     init_sentry(settings, "api", integrations=[AioHttpIntegration()])
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -31,6 +35,7 @@ def main() -> None:
         access_log=None,  # one structured line per request comes from our middleware instead
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         print=None,
+        reuse_port=settings.api_processes > 1 or None,
     )
 
 

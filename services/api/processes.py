@@ -1,0 +1,63 @@
+"""`api_processes > 1`: the api as N processes on one port (SO_REUSEPORT), started and stopped together.
+
+The parent only supervises: it starts `python -m services.api` N times (each binds the port with reuse_port),
+forwards SIGTERM/SIGINT to them, and when one dies on its own it stops the others, so an orchestrator sees the
+failure and restarts the whole pod as it would a single process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+import structlog
+
+# Set in each child: it serves instead of supervising.
+CHILD_ENV = "PANELFLOW_API_CHILD"
+# On SIGTERM the children drain (see __main__.SHUTDOWN_TIMEOUT_S); after this long they are killed.
+STOP_GRACE_S = 30.0
+
+log = structlog.get_logger("services.api")
+
+
+def is_child() -> bool:
+    return CHILD_ENV in os.environ
+
+
+def supervise(processes: int) -> int:
+    """Run `processes` api children until a signal or a child's exit; returns the exit code."""
+    children = [
+        subprocess.Popen([sys.executable, "-m", "services.api"], env={**os.environ, CHILD_ENV: str(n)})
+        for n in range(processes)
+    ]
+    stopping = False
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    log.info("api_processes_started", processes=processes, pids=[c.pid for c in children])
+    while all(c.poll() is None for c in children):
+        time.sleep(0.2)
+    if not stopping:
+        failed = [(c.pid, c.returncode) for c in children if c.returncode is not None]
+        log.error("api_process_exited", exited=failed)
+        forward(signal.SIGTERM, None)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    codes = [c.returncode for c in children]
+    return 0 if stopping and all(code == 0 for code in codes) else 1
