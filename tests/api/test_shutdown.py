@@ -33,7 +33,14 @@ async def test_sigterm_answers_what_is_in_flight_and_loses_nothing(
             return exc
 
     calls = [asyncio.create_task(add()) for _ in range(200)]
-    await asyncio.sleep(0.05)
+    # Signal once the api has answered something, while the rest are still in flight (a fixed sleep raced a
+    # loaded machine's start-up).
+    pending: set[asyncio.Task[Reply | BaseException]] = set(calls)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if any(isinstance(t.result(), Reply) for t in done):
+            break
+    assert pending, "every request finished before the signal: the test proves nothing"
     assert process.proc is not None
     process.proc.send_signal(signal.SIGTERM)
     results = await asyncio.gather(*calls)
