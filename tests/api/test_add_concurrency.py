@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from shared.db.accounts import ledger_mismatches
+from tests.ordering.conftest import account_state
 from tests.support.factories import make_customer, make_service
 from tests.support.processes import ApiProcess
 
@@ -27,24 +28,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 async def _add(session: aiohttp.ClientSession, api: ApiProcess, form: dict[str, str]) -> tuple[int, str]:
     async with session.post(api.url + "/api/v2", data=form) as resp:
         return resp.status, await resp.text()
-
-
-async def _counts(pool: asyncpg.Pool, account_id: int) -> tuple[Decimal, int, int, int]:
-    """(balance, orders, reserve ledger rows, order.placed outbox rows) of one account."""
-    async with pool.acquire() as conn:
-        row = await conn.fetchrow(
-            """
-            SELECT a.balance,
-                   (SELECT count(*) FROM orders o WHERE o.account_id = a.id) AS orders,
-                   (SELECT count(*) FROM ledger l WHERE l.account_id = a.id AND l.kind = 'reserve') AS reserves,
-                   (SELECT count(*) FROM outbox x
-                     WHERE x.event_type = 'order.placed' AND (x.payload->>'account_id')::bigint = a.id) AS events
-            FROM accounts a WHERE a.id = $1
-            """,
-            account_id,
-        )
-    assert row is not None
-    return row["balance"], row["orders"], row["reserves"], row["events"]
 
 
 async def test_twenty_concurrent_retries_of_each_of_100_request_ids(
@@ -69,7 +52,7 @@ async def test_twenty_concurrent_retries_of_each_of_100_request_ids(
     assert all(len(seen) == 1 for seen in bodies.values())  # byte-identical answers to every retry
     order_ids = {json.loads(next(iter(seen)))["order"] for seen in bodies.values()}
     assert len(order_ids) == 100
-    assert await _counts(pool, account_id) == (Decimal("800"), 100, 100, 100)
+    assert await account_state(pool, account_id) == (Decimal("800"), 100, 100, 100)
     async with pool.acquire() as conn:
         assert await ledger_mismatches(conn) == []
         owned = await conn.fetchval(
@@ -97,6 +80,6 @@ async def test_1000_concurrent_orders_against_a_balance_for_100(
     assert len(accepted) == len(set(accepted)) == 100
     assert len(refused) == 900
     assert all(reply == (400, {"error": "Insufficient balance"}) for reply in refused)
-    assert await _counts(pool, account_id) == (Decimal("0"), 100, 100, 100)
+    assert await account_state(pool, account_id) == (Decimal("0"), 100, 100, 100)
     async with pool.acquire() as conn:
         assert await ledger_mismatches(conn) == []
