@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.run import RESULTS, Child, delete_amqp_names, free_port, machine_info
+from bench.run import RESULTS, Child, delete_amqp_names, free_port, machine_info, wait_log
 from shared.auth.keys import generate_key, hash_key, key_prefix
 from shared.db import accounts, catalog, keys
 from shared.db.migrate import migrate
@@ -65,17 +65,6 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return {"p50_ms": round(statistics.median(ordered) * 1000, 1), "p99_ms": round(p99 * 1000, 1)}
-
-
-async def _wait_log(child: Child, needle: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise RuntimeError(f"{child.module} exited early; see {child.log_path}")
-        if needle in child.log_path.read_text(errors="replace"):
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"{child.module} not ready; see {child.log_path}")
 
 
 async def _sim_stats(session: aiohttp.ClientSession, sim_url: str) -> dict[str, Any]:
@@ -161,7 +150,7 @@ async def run_e2e(
                 ]
                 children.extend(workers)
                 for worker in workers:
-                    await _wait_log(worker, '"consumer_started"')
+                    await wait_log(worker, '"consumer_started"')
                 before = await _sim_stats(session, sim_url)
                 first_id = await conn.fetchval("SELECT coalesce(max(id), 0) FROM orders")
                 began = time.monotonic()

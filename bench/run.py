@@ -244,6 +244,18 @@ async def delete_amqp_names(settings: Settings) -> None:
                 await (await connection.channel()).exchange_delete(name)
 
 
+async def wait_log(child: Child, needle: str, timeout: float = 30.0) -> None:
+    """Wait until `child` logged `needle` (its ready line); fail fast when it exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"{child.module} exited early; see {child.log_path}")
+        if needle in child.log_path.read_text(errors="replace"):
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{child.module} not ready; see {child.log_path}")
+
+
 def machine_info(pg_version: str) -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError):
@@ -251,7 +263,11 @@ def machine_info(pg_version: str) -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()
+    wrk_version = (
+        subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()
+        if shutil.which("wrk")
+        else []
+    )
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     return {
         "cpus": os.cpu_count(),

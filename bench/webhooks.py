@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +39,7 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from bench.run import RESULTS, ROOT, Child, delete_amqp_names, free_port
+from bench.run import RESULTS, Child, delete_amqp_names, free_port, machine_info, wait_log
 from shared.db import accounts, outbox
 from shared.db.migrate import migrate
 from shared.db.pool import connect, create_pool, drop_database, ensure_database, with_database
@@ -181,17 +178,6 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-async def wait_log(child: Child, needle: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise RuntimeError(f"{child.module} exited early; see {child.log_path}")
-        if needle in child.log_path.read_text(errors="replace"):
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"{child.module} not ready; see {child.log_path}")
-
-
 async def register_endpoints(pool: asyncpg.Pool, settings: Settings, opts: Options, port: int) -> dict[int, list[str]]:
     """Accounts with their endpoints (through the api's use case); account id → the endpoints' receiver paths."""
     guard = AddressGuard(settings.webhooks_allowed_networks)
@@ -289,24 +275,6 @@ def check_once(hits: list[tuple[str, str, float]], expected: set[tuple[str, str]
         "duplicated": duplicates,
         "unexpected": len(unexpected),
         "exactly_once": not missing and not duplicates and not unexpected,
-    }
-
-
-def machine_info(pg_version: str) -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "postgres": pg_version,
-        "commit": commit.stdout.strip(),
     }
 
 

@@ -34,6 +34,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import aio_pika
 import asyncpg
@@ -77,7 +78,30 @@ def _postgres_bin_dir() -> Path | None:
     return None
 
 
-class PrivateRabbit:
+class _OwnedService:
+    """A server process the test owns: `async with` starts it (cleaning up a failed start) and closes it."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class PrivateRabbit(_OwnedService):
     """A single RabbitMQ node of our own: `pf<rand>@localhost` on a free AMQP port, data in a temp dir."""
 
     def __init__(self, start_timeout: float = 90.0) -> None:
@@ -205,21 +229,8 @@ class PrivateRabbit:
                 parts.append(f"--- {path}\n{path.read_text(errors='replace')[-3000:]}")
         return "\n".join(parts)
 
-    async def __aenter__(self) -> PrivateRabbit:
-        try:
-            await self.start()
-        except BaseException:
-            await self.close()
-            raise
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-
-class PrivatePostgres:
+class PrivatePostgres(_OwnedService):
     """A Postgres cluster of our own: `initdb` into a temp dir (trust auth), a free port, a socket dir of its own."""
 
     def __init__(self, start_timeout: float = 60.0) -> None:
@@ -324,19 +335,6 @@ class PrivatePostgres:
         if self.log_path.exists():
             return f"--- {self.log_path}\n{self.log_path.read_text(errors='replace')[-3000:]}"
         return ""
-
-    async def __aenter__(self) -> PrivatePostgres:
-        try:
-            await self.start()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 @pytest.fixture
