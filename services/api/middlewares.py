@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import sentry_sdk
@@ -40,10 +40,16 @@ def error_response(status: int, message: str) -> web.Response:
     return web.Response(status=status, body=json.dumps({"error": message}).encode(), content_type="application/json")
 
 
+# Generated request ids: 32 hex digits, a random per-process half and a counter half. Unique across processes
+# and restarts without a system call per request (they correlate log lines; they are not secrets).
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(int.from_bytes(os.urandom(4)))
+
+
 def _request_id(header: str | None) -> str:
     if header and _REQUEST_ID_RE.match(header):
         return header
-    return uuid.UUID(bytes=os.urandom(16), version=4).hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 @web.middleware
@@ -96,9 +102,10 @@ def _api_metrics(action: str, status: int) -> tuple[Counter, Histogram]:
 
 
 def _count(request: web.Request, status: int, started: float, denied: LayerState | None) -> None:
-    if request.path != "/api/v2":
+    name = request.get(ACTION)
+    if name is None and request.path != "/api/v2":
         return  # probes and scrapes are not API traffic
-    action = metrics.action_label(request.get(ACTION), ACTIONS.keys())
+    action = metrics.action_label(name, ACTIONS.keys())
     requests, latency = _api_metrics(action, status)
     requests.inc()
     latency.observe(time.perf_counter() - started)

@@ -35,10 +35,11 @@ def supervise(processes: int) -> int:
         for n in range(processes)
     ]
     stopping = False
+    forwarded = signal.SIGTERM
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        nonlocal stopping, forwarded
+        stopping, forwarded = True, signal.Signals(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -59,5 +60,6 @@ def supervise(processes: int) -> int:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-    codes = [c.returncode for c in children]
-    return 0 if stopping and all(code == 0 for code in codes) else 1
+    # A child still starting when the signal came dies of it before it can drain: it had nothing in flight.
+    clean = {0, -forwarded}
+    return 0 if stopping and all(c.returncode in clean for c in children) else 1

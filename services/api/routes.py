@@ -30,10 +30,12 @@ from shared.observability.http import metrics_handler
 READY_TIMEOUT_S = 2.0
 
 
+# Built once: json.dumps with options builds a new encoder per call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def json_response(value: object, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status, body=json.dumps(value, separators=(",", ":")).encode(), content_type="application/json"
-    )
+    return web.Response(status=status, body=_COMPACT_JSON.encode(value).encode(), content_type="application/json")
 
 
 async def api_v2(request: web.Request) -> web.Response:

@@ -147,6 +147,10 @@ JOIN orders o ON o.account_id = k.account_id AND o.request_id = k.request_id
 FIND_ONE = "SELECT id, params_hash FROM orders WHERE account_id = $1 AND request_id = $2"
 
 
+# Built once: json.dumps with options builds a new encoder per call, and this runs once per order.
+_PARAMS_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def _arrays(orders: Sequence[NewOrder]) -> list[list[Any]]:
     columns: list[list[Any]] = [[] for _ in range(12)]
     (accounts, request_ids, hashes, services, types, links, quantities, params, rates, charges, currencies,
@@ -159,7 +163,7 @@ def _arrays(orders: Sequence[NewOrder]) -> list[list[Any]]:
         types.append(o.type)
         links.append(o.link)
         quantities.append(o.quantity)
-        params.append(json.dumps(o.params, separators=(",", ":"), default=str))
+        params.append(_PARAMS_JSON.encode(o.params))
         rates.append(o.rate)
         charges.append(o.charge)
         currencies.append(o.currency)

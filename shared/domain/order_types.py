@@ -20,6 +20,9 @@ from shared.errors import InvalidParameter, MissingParameter
 
 LINK_MAX = 1000
 REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+LINK_RE = re.compile(r"^https?://[^\s/?#]+\S*$", re.IGNORECASE)
+# One encoder for every fingerprint: json.dumps with options builds a new encoder per call.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 SUBSCRIPTION_DELAYS = (0, 5, 10, 15, 30, 60, 90)
 # Every parameter any type may take: they alone make the idempotency fingerprint of an `add`.
 ORDER_PARAMS = (
@@ -65,7 +68,7 @@ def fingerprint(params: Mapping[str, str]) -> bytes:
         elif "\n" in value or "\r" in value:
             value = "\n".join(line.strip() for line in value.splitlines() if line.strip())
         canonical[name] = value
-    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    blob = _CANONICAL_JSON.encode(canonical).encode()
     return hashlib.sha256(blob).digest()
 
 
@@ -112,7 +115,7 @@ class _Reader:
 
     def link(self, name: str = "link") -> str:
         value = self.text(name, max_len=LINK_MAX)
-        if not re.match(r"^https?://[^\s/?#]+\S*$", value, re.IGNORECASE):
+        if not LINK_RE.match(value):
             raise InvalidParameter("Parameter link must be an http(s) URL")
         return value
 

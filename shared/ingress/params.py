@@ -25,8 +25,9 @@ _ID_DIGITS_MAX = 18
 
 async def read_params(request: web.Request, max_body_bytes: int) -> dict[str, str]:
     params: dict[str, str] = {}
-    for name, value in request.query.items():
-        params.setdefault(name, value)
+    if request.query_string:  # parsing an empty query still costs a URL parse on the hot path
+        for name, value in request.query.items():
+            params.setdefault(name, value)
     if request.method != "POST" or not request.body_exists:
         return params
     if request.content_length is not None and request.content_length > max_body_bytes:

@@ -44,6 +44,16 @@ API_IDEMPOTENT_REPLAYS = Counter(
 API_CONFLICTS = Counter(
     "panelflow_api_conflicts_total", "409 answers: a request_id reused with different parameters", ["action"]
 )
+PLACEMENT_BATCH_SIZE = Histogram(
+    "panelflow_placement_batch_size",
+    "Orders per placement transaction (group commit): small under light load, growing with it",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+PLACEMENT_BATCH_DURATION = Histogram(
+    "panelflow_placement_batch_duration_seconds",
+    "Time of one placement transaction (the statement and its commit)",
+    buckets=_API_BUCKETS,
+)
 
 # --- outbox relay (runs in the api) --------------------------------------------------------------------------------
 OUTBOX_BACKLOG = Gauge("panelflow_outbox_backlog", "Outbox rows not yet published (sampled)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -278,6 +279,7 @@ class Placer:
         Connection errors propagate: the caller answers them (503) for the whole batch.
         """
         single = len(requests) == 1
+        started = time.perf_counter()
         try:
             rows = await sql.place_batch(conn, [_new_order(r) for r in requests])
         except CONNECTION_ERRORS:
@@ -288,6 +290,8 @@ class Placer:
             # One bad order must not fail the others: place them one by one.
             log.warning("placement_batch_failed", error=repr(exc), size=len(requests))
             return [(await self._place_all(conn, [r]))[0] for r in requests]
+        metrics.PLACEMENT_BATCH_DURATION.observe(time.perf_counter() - started)
+        metrics.PLACEMENT_BATCH_SIZE.observe(len(requests))
 
         results: list[Result | None] = [None] * len(requests)
         refused: list[int] = []

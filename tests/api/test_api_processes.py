@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +27,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+async def _until_logged(log_path: Path, event: str, count: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = (await asyncio.to_thread(log_path.read_text)).splitlines()
+        if sum(1 for line in lines if line.startswith("{") and json.loads(line).get("event") == event) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{count} x {event} not logged within {timeout_s}s")
+
+
 async def test_two_processes_share_the_port_and_stop_together(
     settings: Settings, logs_dir: Path, pool: asyncpg.Pool
 ) -> None:
@@ -34,6 +45,8 @@ async def test_two_processes_share_the_port_and_stop_together(
     log_path = logs_dir / "api-processes.log"
     process = await ApiProcess(settings, log_path, api_processes=2).started()
     assert process.proc is not None
+    # /healthz answers as soon as one child serves: wait for both, so the signal below finds both serving.
+    await _until_logged(log_path, "relay_started", 2)
     request_ids = [uuid.uuid4().hex for _ in range(40)]
     # A connection per request: the kernel spreads new connections over both processes.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
