@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.domain.events import EventType
-from shared.domain.money import ZERO, format_money, partial_refund
+from shared.domain.money import ZERO, format_charge, partial_refund
 from shared.domain.statuses import IN_FLIGHT, TERMINAL, OrderState, RefillState, public_order_status
 
 # The contract's order status strings (as the upstream client normalises them) → our internal states.
@@ -140,7 +140,7 @@ def status_payload(
         "account_id": order.account_id,
         "order": order.id,
         "status": public_order_status(state),
-        "charge": format_money(order.charge - refunded),
+        "charge": format_charge(order.charge - refunded),
         "remains": None if remains is None else str(remains),
         "start_count": None if start_count is None else str(start_count),
         "currency": order.currency,

@@ -47,3 +47,9 @@ def format_money(amount: Decimal) -> str:
     if len(frac) < 2:
         frac = frac.ljust(2, "0")
     return f"{whole}.{frac}"
+
+
+def format_charge(amount: Decimal) -> str:
+    """An order's charge after refunds, as `status` and the order events both report it: the contract shows a
+    fully refunded (Canceled) order as "0"; any other amount as `format_money`."""
+    return "0" if amount == 0 else format_money(amount)

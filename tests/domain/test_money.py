@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from shared.domain.money import format_money, order_charge, parse_amount, partial_refund
+from shared.domain.money import format_charge, format_money, order_charge, parse_amount, partial_refund
 
 
 def test_charge_is_rate_per_thousand_rounded_half_up_to_five_places() -> None:
@@ -24,6 +24,17 @@ def test_format_money_keeps_at_least_two_places() -> None:
     assert format_money(Decimal("100")) == "100.00"
     assert format_money(Decimal("100.84292")) == "100.84292"
     assert format_money(Decimal("0.5")) == "0.50"
+
+
+def test_format_charge_shows_a_fully_refunded_order_as_zero_as_the_contract_says() -> None:
+    assert format_charge(Decimal("0")) == "0"
+    assert format_charge(Decimal("0.00000")) == "0"
+    assert format_charge(Decimal("2.50000") - Decimal("2.50000")) == "0"
+    # Anything else exactly as the other money fields.
+    assert format_charge(Decimal("0.27819")) == "0.27819"
+    assert format_charge(Decimal("0.65400")) == "0.654"
+    assert format_charge(Decimal("2")) == "2.00"
+    assert format_charge(Decimal("0.000004")) == "0.00"  # rounds to nothing but is not a refunded order
 
 
 @pytest.mark.parametrize("text", ["", "abc", "-1", "0", "1.000001", "NaN", "Infinity"])

@@ -5,15 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import asyncpg
 import pytest
 from aiohttp import web
 
 from shared.db import webhooks as db
+from shared.db.orders import OrderStatusRow
+from shared.domain.lifecycle import OrderView, status_payload
+from shared.domain.statuses import OrderState
+from shared.ingress.views import order_status
 from shared.settings import Settings
 from shared.webhooks import endpoints
+from shared.webhooks.ingest import ingest
 from shared.webhooks.secretbox import SecretBox
 from tests.support.webhooks import (
     Receiver,
@@ -58,6 +65,45 @@ async def test_delivery_is_signed_and_shaped_as_the_contract_says(
     assert attempt["error"] is None
     assert attempt["response_body"] == "ok"
     assert attempt["latency_ms"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("state", "charge", "refunded", "remains", "shown"),
+    [
+        (OrderState.CANCELED, "2.50000", "2.50000", 2500, "0"),  # fully refunded: "0", never "0.00"
+        (OrderState.PARTIAL, "0.77700", "0.12300", 123, "0.654"),
+        (OrderState.COMPLETED, "2.00000", "0", 0, "2.00"),
+    ],
+)
+async def test_order_event_charge_reads_as_the_api_status_shows_it(
+    pool: asyncpg.Pool,
+    wh_settings: Settings,
+    account: int,
+    receiver: Receiver,
+    dispatchers,
+    state: OrderState,
+    charge: str,
+    refunded: str,
+    remains: int,
+    shown: str,
+) -> None:
+    await register(pool, wh_settings, account_id=account, url=receiver.url())
+    await dispatchers()
+    view = OrderView(
+        id=9, account_id=account, type="Default", state=state, quantity=2500, charge=Decimal(charge),
+        refunded=Decimal(refunded), currency="USD",
+    )  # fmt: skip
+    # The worker's event payload, delivered...
+    payload = status_payload(view, state=state, refunded=Decimal(refunded), start_count=10, remains=remains)
+    await ingest(pool, event_id=uuid.uuid4(), event_type="order.status_changed", payload=payload)
+    await wait_until(lambda: receiver.hits)
+    delivered = json.loads(receiver.hits[0].body)["data"]["charge"]
+    # ... and the api's `status` answer for the same order carry one and the same string.
+    row = OrderStatusRow(
+        id=9, status=state, charge=Decimal(charge), refunded=Decimal(refunded), quantity=2500, start_count=10,
+        remains=remains, currency="USD",
+    )  # fmt: skip
+    assert delivered == order_status(row)["charge"] == shown
 
 
 async def _status(pool: asyncpg.Pool, endpoint_id: int, status: str) -> bool:
