@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     webhook_claim_batch: int = 200
     # Requests in flight per dispatcher process, all endpoints together.
     webhook_max_in_flight: int = 256
+    # Events fanned out into deliveries in one statement at most; also the `webhooks.events` consumer's prefetch.
+    webhook_ingest_batch: int = 256
+    # Attempt results written in one round at most (the attempts that ended while the last round was written).
+    webhook_record_batch: int = 256
 
     # --- worker (H7: shared/worker, services/worker) ----------------------------------------------------
     # `order.placed` messages handled together: one claim transaction, concurrent upstream calls, one result

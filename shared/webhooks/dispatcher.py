@@ -1,9 +1,10 @@
 """The delivery loop: lease due deliveries from Postgres, send them, record each attempt and its verdict.
 
-Several dispatchers may run at once. A claim locks the endpoints it serves (`FOR NO KEY UPDATE SKIP LOCKED`),
-so per-endpoint concurrency and rate limits hold across all of them; each leased delivery carries a token
-and a lease deadline in `next_attempt_at`: a dispatcher killed mid-send loses the lease when it runs out and
-another one retries (same `webhook-id`, so receivers dedupe).
+Several dispatchers may run at once. A claim (one database call, `webhook_claim`) locks the endpoints it
+serves (`FOR NO KEY UPDATE SKIP LOCKED`), so per-endpoint concurrency and rate limits hold across all of them;
+each leased delivery carries a token and a lease deadline in `next_attempt_at`: a dispatcher killed mid-send
+loses the lease when it runs out and another one retries (same `webhook-id`, so receivers dedupe). The attempts
+that end while a round of results is being written are written together in the next round (group commit).
 """
 
 from __future__ import annotations
@@ -11,31 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections import Counter
-from datetime import datetime, timedelta
 
 import aiohttp
 import asyncpg
 import structlog
 
-from shared.db import webhooks as db
-from shared.db.types import Conn
+from shared.db import webhook_dispatch as db
 from shared.observability import metrics
 from shared.settings import Settings
-from shared.webhooks.schedule import Decision, Verdict, decide
+from shared.webhooks.batching import GroupCommit
+from shared.webhooks.recording import Outcome, record_round
+from shared.webhooks.schedule import decide
 from shared.webhooks.secretbox import SecretBox
 from shared.webhooks.sender import AttemptResult, message_body, send
 from shared.webhooks.ssrf import AddressGuard
 
 log = structlog.get_logger(__name__)
-
-
-def rate_quota(tat: datetime | None, now: datetime, rate_per_s: float, burst: int) -> tuple[int, datetime]:
-    """GCRA: how many requests an endpoint may start now, and the arrival time to advance from."""
-    interval = 1.0 / rate_per_s
-    base = now if tat is None or tat < now else tat
-    allowed = math.floor(((now - base).total_seconds() + burst * interval) / interval + 1e-9)
-    return max(0, allowed), base
 
 
 class Dispatcher:
@@ -54,6 +46,7 @@ class Dispatcher:
         rate = settings.webhook_endpoint_rate_per_s
         # The burst lets one poll claim what the rate allows until the next poll.
         self._burst = max(1, min(settings.webhook_endpoint_concurrency, math.ceil(rate * settings.webhook_poll_s)))
+        self._recorder: GroupCommit[Outcome] = GroupCommit(self.record, max_size=settings.webhook_record_batch)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -80,6 +73,7 @@ class Dispatcher:
             for task in pending:  # their leases run out and another dispatcher retries them
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self._recorder.close()
         if self._session is not None:
             await self._session.close()
         await self.guard.close()
@@ -114,34 +108,15 @@ class Dispatcher:
     async def claim(self, limit: int) -> list[db.Lease]:
         """Lease up to `limit` due deliveries within every endpoint's concurrency and rate limits."""
         s = self.settings
-        async with self.pool.acquire() as conn, conn.transaction():
-            endpoints = await db.lock_due_endpoints(conn, limit)
-            if not endpoints:
-                return []
-            busy = await db.in_flight(conn, [e["id"] for e in endpoints])
-            quotas: dict[int, int] = {}
-            bases: dict[int, datetime] = {}
-            budget = limit
-            for e in endpoints:
-                n = min(s.webhook_endpoint_concurrency - busy.get(e["id"], 0), budget)
-                if s.webhook_endpoint_rate_per_s > 0:
-                    allowed, bases[e["id"]] = rate_quota(
-                        e["rate_tat"], e["now"], s.webhook_endpoint_rate_per_s, self._burst
-                    )
-                    n = min(n, allowed)
-                if n > 0:
-                    quotas[e["id"]] = n
-                    budget -= n
-                if budget <= 0:
-                    break
-            if not quotas:
-                return []
-            leases = await db.lease(conn, quotas, s.webhook_lease_s)
-            if s.webhook_endpoint_rate_per_s > 0:
-                interval = timedelta(seconds=1.0 / s.webhook_endpoint_rate_per_s)
-                counts = Counter(lease.endpoint_id for lease in leases)
-                await db.set_rate_tats(conn, {eid: bases[eid] + n * interval for eid, n in counts.items()})
-        return leases
+        async with self.pool.acquire() as conn:
+            return await db.claim(
+                conn,
+                limit=limit,
+                concurrency=s.webhook_endpoint_concurrency,
+                rate_per_s=max(0.0, s.webhook_endpoint_rate_per_s),
+                burst=self._burst,
+                lease_s=s.webhook_lease_s,
+            )
 
     async def _deliver(self, lease: db.Lease) -> None:
         log_ = log.bind(
@@ -155,7 +130,8 @@ class Dispatcher:
             decision = decide(
                 self.settings, step=lease.step, status_code=result.status_code, retry_after=result.retry_after
             )
-            await self.record(lease, result, decision)
+            # Written with the other attempts that ended meanwhile; the slot stays taken until then.
+            await self._recorder.submit(Outcome(lease, result, decision))
             metrics.WEBHOOK_DELIVERIES.labels(outcome=str(decision.verdict)).inc()
             metrics.WEBHOOK_LATENCY.observe(result.latency_ms / 1000)
             log_.info(
@@ -173,6 +149,9 @@ class Dispatcher:
             metrics.WEBHOOK_DELIVERIES.labels(outcome="error").inc()
             log_.exception("webhook_delivery_error")
 
+    async def record(self, outcomes: list[Outcome]) -> None:
+        await record_round(self.pool, self.settings, outcomes)
+
     async def _attempt(self, lease: db.Lease) -> AttemptResult:
         assert self._session is not None
         secrets = [self.box.decrypt(lease.secret_enc)]
@@ -189,58 +168,3 @@ class Dispatcher:
             timeout_s=self.settings.webhook_timeout_s,
             max_body=self.settings.webhook_response_max_bytes,
         )
-
-    async def record(self, lease: db.Lease, result: AttemptResult, decision: Decision) -> None:
-        error = result.error
-        if error is None and decision.verdict is not Verdict.SUCCEEDED:
-            error = f"HTTP {result.status_code}"
-        async with self.pool.acquire() as conn, conn.transaction():
-            await db.insert_attempt(
-                conn,
-                lease=lease,
-                status_code=result.status_code,
-                latency_ms=result.latency_ms,
-                error=error,
-                response_body=result.body,
-            )
-            if decision.verdict is Verdict.SUCCEEDED:
-                if await self._finish(conn, lease, "succeeded", decision, result, error):
-                    await db.note_success(conn, lease.endpoint_id)
-                return
-            if decision.verdict is Verdict.GONE:
-                if await self._finish(conn, lease, "failed", decision, result, error):
-                    await db.disable_endpoint(conn, lease.endpoint_id, "the endpoint answered 410 Gone")
-                    log.warning("webhook_endpoint_disabled", endpoint_id=lease.endpoint_id, reason="gone")
-                return
-            streak = await db.note_failure(conn, lease.endpoint_id)
-            if streak is None:
-                return
-            since, now, enabled = streak
-            disable = enabled and now - since >= self.settings.webhook_disable_after
-            if decision.verdict is Verdict.FAILED:
-                status = "failed"
-            else:
-                status = "pending" if enabled and not disable else "skipped"
-            if not await self._finish(conn, lease, status, decision, result, error):
-                return
-            if disable:
-                reason = f"failing continuously since {since.isoformat()}"
-                await db.disable_endpoint(conn, lease.endpoint_id, reason)
-                log.warning("webhook_endpoint_disabled", endpoint_id=lease.endpoint_id, reason="failing")
-
-    @staticmethod
-    async def _finish(
-        conn: Conn, lease: db.Lease, status: str, decision: Decision, result: AttemptResult, error: str | None
-    ) -> bool:
-        done = await db.finish_delivery(
-            conn,
-            lease,
-            status=status,
-            step=decision.step,
-            delay_s=decision.delay_s if status == "pending" else None,
-            status_code=result.status_code,
-            error=error,
-        )
-        if not done:
-            log.info("webhook_lease_lost", delivery_id=lease.delivery_id)
-        return done

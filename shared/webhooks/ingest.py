@@ -1,15 +1,20 @@
-"""Fan-out of a subscriber event into deliveries: the `webhooks.events` consumer's handler."""
+"""Fan-out of subscriber events into deliveries: the `webhooks.events` consumer's handler.
+
+Messages handled at the same time are fanned out together, in one statement (`GroupCommit`); each is acked
+after that commit. A redelivered event (a crash between the commit and the acks) creates nothing new.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import structlog
 
-from shared.db import webhooks as db
+from shared.db import webhook_dispatch as db
 from shared.domain.events import EventType
 from shared.messaging.envelope import Envelope, MalformedMessage
 
@@ -24,27 +29,33 @@ def event_data(payload: dict[str, Any]) -> dict[str, Any]:
     return loaded
 
 
-async def ingest(pool: asyncpg.Pool, *, event_id: uuid.UUID, event_type: str, payload: dict[str, Any]) -> int:
-    """Store the event and its deliveries; returns how many deliveries were created (0 for a redelivery)."""
+def incoming_event(*, event_id: uuid.UUID, event_type: str, payload: dict[str, Any]) -> db.IncomingEvent:
+    """The event to store, or `MalformedMessage` (that message alone is dead-lettered)."""
     try:
         account_id = int(payload["account_id"])
     except (KeyError, TypeError, ValueError):
         raise MalformedMessage(f"{event_type} event without an account_id") from None
     endpoint_id: int | None = None
     if event_type == EventType.WEBHOOK_TEST:
-        endpoint_id = int(payload["webhook"])
+        try:
+            endpoint_id = int(payload["webhook"])
+        except (KeyError, TypeError, ValueError):
+            raise MalformedMessage("webhook.test event without a webhook") from None
+    return db.IncomingEvent(event_id, account_id, event_type, event_data(payload), endpoint_id)
+
+
+def envelope_event(envelope: Envelope) -> db.IncomingEvent:
+    return incoming_event(event_id=envelope.event_id, event_type=envelope.type, payload=envelope.payload)
+
+
+async def ingest_batch(pool: asyncpg.Pool, events: Sequence[db.IncomingEvent]) -> int:
+    """Store the events and their deliveries in one statement; returns the deliveries created now."""
     async with pool.acquire() as conn:
-        created = await db.ingest_event(
-            conn,
-            event_id=event_id,
-            account_id=account_id,
-            event_type=event_type,
-            data=event_data(payload),
-            endpoint_id=endpoint_id,
-        )
-    log.debug("webhook_event_ingested", event_id=str(event_id), event_type=event_type, deliveries=created)
+        created = await db.ingest_events(conn, events)
+    log.debug("webhook_events_ingested", events=len(events), deliveries=created)
     return created
 
 
-async def ingest_envelope(pool: asyncpg.Pool, envelope: Envelope) -> int:
-    return await ingest(pool, event_id=envelope.event_id, event_type=envelope.type, payload=envelope.payload)
+async def ingest(pool: asyncpg.Pool, *, event_id: uuid.UUID, event_type: str, payload: dict[str, Any]) -> int:
+    """Store one event and its deliveries; returns how many deliveries were created (0 for a redelivery)."""
+    return await ingest_batch(pool, [incoming_event(event_id=event_id, event_type=event_type, payload=payload)])

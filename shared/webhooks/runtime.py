@@ -1,17 +1,20 @@
-"""The webhooks process's parts wired together: the `webhooks.events` consumer (fan-out into deliveries)
-and the dispatcher (sending). `services/webhooks/__main__.py` only builds and runs this."""
+"""The webhooks process's parts wired together: the `webhooks.events` consumer (fan-out into deliveries, in
+batches) and the dispatcher (sending). `services/webhooks/__main__.py` only builds and runs this."""
 
 from __future__ import annotations
 
 import asyncpg
 import structlog
 
+from shared.db.webhook_dispatch import IncomingEvent
+from shared.failpoints import Failpoints
 from shared.messaging import topology
 from shared.messaging.consumer import Consumer
 from shared.messaging.envelope import Envelope
 from shared.settings import Settings
+from shared.webhooks.batching import GroupCommit
 from shared.webhooks.dispatcher import Dispatcher
-from shared.webhooks.ingest import ingest_envelope
+from shared.webhooks.ingest import envelope_event, ingest_batch
 from shared.webhooks.secretbox import SecretBox
 from shared.webhooks.ssrf import AddressGuard
 
@@ -19,16 +22,30 @@ log = structlog.get_logger("panelflow.webhooks")
 
 
 class WebhookService:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, guard: AddressGuard | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        guard: AddressGuard | None = None,
+        failpoints: Failpoints | None = None,
+    ) -> None:
         self.settings = settings
         self.pool = pool
+        self.failpoints = failpoints if failpoints is not None else Failpoints(settings.failpoints)
         self.dispatcher = Dispatcher(
             settings, pool, guard or AddressGuard(settings.webhooks_allowed_networks), SecretBox(settings)
         )
-        self.consumer = Consumer(settings, topology.WEBHOOKS_QUEUE, self.handle)
+        # Every unacked message can join one batch: the prefetch is the batch's size.
+        batch = max(1, settings.webhook_ingest_batch)
+        self.ingester: GroupCommit[IncomingEvent] = GroupCommit(self.ingest, max_size=batch)
+        self.consumer = Consumer(settings, topology.WEBHOOKS_QUEUE, self.handle, prefetch=batch)
 
     async def handle(self, envelope: Envelope) -> None:
-        created = await ingest_envelope(self.pool, envelope)
+        await self.ingester.submit(envelope_event(envelope))
+
+    async def ingest(self, events: list[IncomingEvent]) -> None:
+        created = await ingest_batch(self.pool, events)
+        self.failpoints.hit("webhooks.after_ingest")  # committed, nothing acked yet
         if created:
             self.dispatcher.wake()  # the new deliveries are due now; don't wait for the next poll
 
@@ -39,5 +56,6 @@ class WebhookService:
 
     async def stop(self) -> None:
         await self.consumer.stop()
+        await self.ingester.close()
         await self.dispatcher.stop()
         log.info("webhooks_stopped")
