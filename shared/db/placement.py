@@ -63,8 +63,11 @@ SKIP_OUTBOX_NOTIFY = "SET panelflow.outbox_notify = 'off'"
 #   inserted   the orders; a request_id committed by another batch after our snapshot is skipped;
 #   reserved   each account's balance lowered by the sum of its inserted charges (never below zero: the
 #              running sum guarantees it, the CHECK enforces it);
-#   ledger and outbox rows from the inserted orders; then one result row per input row, with the balance its
-#   account has left once this batch commits (so refused orders that cannot fit any more need no re-run).
+#   ledger rows from the inserted orders, and ONE `order.placed` outbox row naming all of them (`order_ids`;
+#              the correlation id when it names one order: the worker logs each order under its own from the
+#              orders table) — an event per order cost a publish per order, half the api's throughput;
+#   then one result row per input row, with the balance its account has left once this batch commits (so
+#   refused orders that cannot fit any more need no re-run).
 PLACE_BATCH = """
 WITH input AS MATERIALIZED (
     SELECT *
@@ -116,9 +119,10 @@ ledger_rows AS (
 ),
 outbox_rows AS (
     INSERT INTO outbox (id, event_type, payload, correlation_id)
-    SELECT gen_random_uuid(), 'order.placed', jsonb_build_object('order_id', id, 'account_id', account_id),
-           correlation_id
+    SELECT gen_random_uuid(), 'order.placed', jsonb_build_object('order_ids', jsonb_agg(id ORDER BY id)),
+           CASE WHEN count(*) = 1 THEN min(correlation_id) END
     FROM inserted
+    HAVING count(*) > 0
 )
 SELECT i.idx,
        CASE WHEN l.status IS DISTINCT FROM 'active' THEN 'suspended'

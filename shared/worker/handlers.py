@@ -4,6 +4,8 @@ after this returns (every use case commits its own transactions); an exception m
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 
 from shared.domain.events import EventType
@@ -23,6 +25,22 @@ def _id(envelope: Envelope, name: str) -> int:
         raise MalformedMessage(f"{envelope.type} without a valid {name}: {value!r}") from None
 
 
+def placed_orders(envelope: Envelope) -> list[int]:
+    """The orders an `order.placed` event names: `order_ids` (one event per placement batch), or the
+    `order_id` of events written before batches had one event each."""
+    if "order_ids" not in envelope.payload:
+        return [_id(envelope, "order_id")]
+    values = envelope.payload["order_ids"]
+    if not isinstance(values, list) or not values:
+        raise MalformedMessage(f"{envelope.type} with order_ids that are not a list of ids: {values!r}")
+    ids: list[int] = []
+    for value in values:
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise MalformedMessage(f"{envelope.type} with an invalid order id: {value!r}")
+        ids.append(value)
+    return ids
+
+
 class WorkerHandlers:
     def __init__(self, submissions: Batcher, refills: Refills, cancels: Cancels) -> None:
         self._submissions = submissions
@@ -32,8 +50,9 @@ class WorkerHandlers:
     async def handle(self, envelope: Envelope) -> None:
         if envelope.type == EventType.ORDER_PLACED:
             # Duplicates and orders no longer pending (cancelled by the api, submitted by the sweeper) are
-            # skipped by the claim itself: it only takes rows still 'pending'.
-            await self._submissions.submit(_id(envelope, "order_id"))
+            # skipped by the claim itself: it only takes rows still 'pending'. So a redelivered event, or one
+            # whose batch failed half way, submits nothing twice.
+            await asyncio.gather(*(self._submissions.submit(order_id) for order_id in placed_orders(envelope)))
         elif envelope.type == EventType.REFILL_REQUESTED:
             await self._refills.forward_named([_id(envelope, "refill_id")])
         elif envelope.type == EventType.CANCEL_REQUESTED:

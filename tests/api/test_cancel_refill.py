@@ -47,6 +47,7 @@ async def outbox_events(pool: asyncpg.Pool, order_id: int) -> list[str]:
             """
             SELECT event_type FROM outbox
             WHERE (payload->>'order_id')::bigint = $1 OR (payload->>'order')::bigint = $1
+               OR payload->'order_ids' @> to_jsonb($1::bigint)
             ORDER BY created_at
             """,
             order_id,

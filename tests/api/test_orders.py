@@ -91,7 +91,8 @@ async def test_add_places_once_and_status_reports_it(
         row = await conn.fetchrow("SELECT correlation_id, quantity FROM orders WHERE id = $1", order_id)
         assert row is not None
         events = await conn.fetchval(
-            "SELECT count(*) FROM outbox WHERE event_type = 'order.placed' AND (payload->>'order_id')::bigint = $1",
+            "SELECT count(*) FROM outbox"
+            " WHERE event_type = 'order.placed' AND payload->'order_ids' @> to_jsonb($1::bigint)",
             order_id,
         )
     assert row["quantity"] == 1000

@@ -56,4 +56,4 @@ async def test_order_accepted_while_the_broker_is_down_is_published_when_it_is_b
         message = await queue.get(timeout=5)
         await message.ack()
     assert message.type == "order.placed"
-    assert json.loads(message.body)["order_id"] == order_id
+    assert json.loads(message.body) == {"order_ids": [order_id]}

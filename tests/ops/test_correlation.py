@@ -132,7 +132,8 @@ async def test_one_correlation_id_follows_each_order_across_all_processes(
                 stored = {r["id"]: r["correlation_id"] for r in rows}
                 outbox_ids = await conn.fetch(
                     "SELECT DISTINCT correlation_id FROM outbox WHERE payload->>'order_id' = ANY($1::text[])"
-                    " OR payload->>'order' = ANY($1::text[])",
+                    " OR payload->>'order' = ANY($1::text[]) OR EXISTS (SELECT 1 FROM"
+                    " jsonb_array_elements_text(payload->'order_ids') e(id) WHERE e.id = ANY($1::text[]))",
                     [str(o) for o in by_order],
                 )
             assert stored == by_order  # the api stored it on the order ...

@@ -55,15 +55,18 @@ def order_request(
 
 
 async def account_state(pool: asyncpg.Pool, account_id: int) -> tuple[Decimal, int, int, int]:
-    """(balance, orders, reserve ledger rows, order.placed outbox rows) of one account."""
+    """(balance, orders, reserve ledger rows, mentions of its orders in order.placed events) of one account."""
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
             """
             SELECT a.balance,
                    (SELECT count(*) FROM orders o WHERE o.account_id = a.id) AS orders,
                    (SELECT count(*) FROM ledger l WHERE l.account_id = a.id AND l.kind = 'reserve') AS reserves,
-                   (SELECT count(*) FROM outbox x
-                     WHERE x.event_type = 'order.placed' AND (x.payload->>'account_id')::bigint = a.id) AS events
+                   (SELECT count(*)
+                      FROM outbox x
+                      CROSS JOIN jsonb_array_elements_text(x.payload->'order_ids') AS e(order_id)
+                      JOIN orders n ON n.id = e.order_id::bigint
+                     WHERE x.event_type = 'order.placed' AND n.account_id = a.id) AS events
             FROM accounts a WHERE a.id = $1
             """,
             account_id,

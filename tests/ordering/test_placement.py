@@ -33,7 +33,7 @@ async def test_placed_order_writes_order_reservation_ledger_and_outbox(
         ledger = await conn.fetch("SELECT kind, amount FROM ledger WHERE order_id = $1", order_id)
         events = await conn.fetch(
             "SELECT id, payload, correlation_id FROM outbox WHERE event_type = 'order.placed' "
-            "AND (payload->>'order_id')::bigint = $1",
+            "AND payload->'order_ids' @> to_jsonb($1::bigint)",
             order_id,
         )
     assert order is not None
@@ -45,10 +45,34 @@ async def test_placed_order_writes_order_reservation_ledger_and_outbox(
     assert (order["currency"], order["correlation_id"]) == ("USD", "corr-1")
     assert [(r["kind"], r["amount"]) for r in ledger] == [("reserve", Decimal("-30"))]
     assert len(events) == 1
-    assert events[0]["payload"] == {"order_id": order_id, "account_id": account_id}
+    assert events[0]["payload"] == {"order_ids": [order_id]}
     assert events[0]["correlation_id"] == "corr-1"
     assert events[0]["id"].version == 4
     assert await account_state(pool, account_id) == (Decimal("70"), 1, 1, 1)
+
+
+async def test_a_batch_writes_one_order_placed_event_naming_each_of_its_orders_once(
+    pool: asyncpg.Pool, placer: Placer, terms: ServiceTerms
+) -> None:
+    accounts_ = [await make_account(pool, balance="100") for _ in range(4)]
+    requests = [
+        order_request(terms, account_id=accounts_[i % 4], quantity=10, correlation_id=f"c-{i}") for i in range(20)
+    ]
+    # Queued in one loop turn, before the batcher runs: one batch, one transaction, one event.
+    ids = await asyncio.gather(*(placer.place(r) for r in requests))
+
+    async with pool.acquire() as conn:
+        events = await conn.fetch(
+            "SELECT payload, correlation_id FROM outbox WHERE event_type = 'order.placed' AND EXISTS "
+            "(SELECT 1 FROM jsonb_array_elements_text(payload->'order_ids') e(id) WHERE e.id::bigint = ANY($1))",
+            ids,
+        )
+    assert len(events) == 1
+    assert events[0]["payload"] == {"order_ids": sorted(ids)}
+    # Many requests' orders: no single correlation id fits the event (the worker logs each order under its own).
+    assert events[0]["correlation_id"] is None
+    for account_id in accounts_:
+        assert await account_state(pool, account_id) == (Decimal("50"), 5, 5, 5)
 
 
 async def test_replay_returns_the_original_and_charges_once(

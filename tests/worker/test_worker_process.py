@@ -206,6 +206,49 @@ async def test_worker_sigkilled_mid_run_loses_nothing_and_submits_nothing_twice(
         assert await ledger_mismatches(conn) == []
 
 
+async def test_batch_events_redelivered_and_overlapping_buy_each_order_once(
+    wpool: asyncpg.Pool,
+    wsettings: Settings,
+    placer: Placer,
+    catalog: dict[str, int],
+    sim: SimProcess,
+    workers: list[WorkerProcess],
+    logs_dir: Path,
+) -> None:
+    """One `order.placed` names a whole placement batch. The same batch twice, a batch overlapping it and an
+    old-style single-order event for one of its orders, all at once: every order is bought exactly once."""
+    account = await make_account(wpool, balance="1000")
+    links = [unique_link() for _ in range(6)]
+    ids = [
+        await place(placer, wpool, account_id=account, service_id=catalog["default"], link=link, quantity=100)
+        for link in links
+    ]  # no relay runs here: the events below are the only ones the worker gets
+    bodies = [
+        {"order_ids": ids[:4]},
+        {"order_ids": ids[:4]},
+        {"order_ids": ids[2:]},
+        {"order_id": ids[0]},
+    ]
+    connection = await aio_pika.connect(wsettings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await topology.declare(channel, wsettings)
+        for body in bodies:
+            await exchange.publish(
+                aio_pika.Message(json.dumps(body).encode(), message_id=str(uuid.uuid4()), type="order.placed"),
+                routing_key="order.placed",
+            )
+    await start_worker(workers, wsettings, logs_dir, "batch-events")
+
+    async def all_submitted() -> bool:
+        counts = await statuses(wpool, ids)
+        return counts.get("pending", 0) + counts.get("submitting", 0) == 0
+
+    await wait_for(all_submitted, timeout=30, interval=0.2)
+    stats = await sim.stats()
+    assert [stats["adds_per_link"].get(link, 0) for link in links] == [1] * len(links)
+
+
 async def test_poison_message_goes_to_the_dlq_and_can_be_replayed(
     wsettings: Settings, workers: list[WorkerProcess], logs_dir: Path
 ) -> None:
