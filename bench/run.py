@@ -164,6 +164,56 @@ def wrk(url: str, opts: Options, keys_file: Path, service_id: int, duration: int
     raise RuntimeError(f"wrk printed no BENCH_JSON line:\n{out}")
 
 
+# --- CPU accounting ------------------------------------------------------------------------------------------
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, in seconds (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def _process_table() -> list[tuple[int, int, str]]:
+    """(pid, parent pid, command name) of every process."""
+    table = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                head, tail = (entry / "stat").read_text().rsplit(")", 1)
+                table.append((int(entry.name), int(tail.split()[1]), head.split("(", 1)[1]))
+    return table
+
+
+def cpu_snapshot(root_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the process tree of `root_pid` (ours), by Postgres, by RabbitMQ and by wrk."""
+    table = _process_table()
+    tree = {root_pid}
+    for _ in range(3):  # the api's children (PANELFLOW_API_PROCESSES) and theirs
+        tree |= {pid for pid, parent, _ in table if parent in tree}
+    totals = {"ours": 0.0, "postgres": 0.0, "rabbitmq": 0.0, "wrk": 0.0}
+    for pid, _, name in table:
+        group = (
+            "ours" if pid in tree
+            else "postgres" if name.startswith("postgres")
+            else "rabbitmq" if name in ("beam.smp", "erl_child_setup")
+            else "wrk" if name == "wrk"
+            else None
+        )  # fmt: skip
+        if group is not None:
+            totals[group] += _cpu_seconds(pid)
+    return totals
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """Microseconds of CPU per successful request, by process group, over one measured run."""
+    return {group: round((after[group] - before[group]) / max(requests, 1) * 1e6, 1) for group in before}
+
+
 def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     errors = raw["errors"]
     ok = raw["requests"] - errors["status"]
@@ -314,7 +364,11 @@ async def bench(opts: Options) -> dict[str, Any]:
             await ceiling_app.wait_http(f"http://127.0.0.1:{port}/healthz")
             if opts.warmup:
                 await asyncio.to_thread(load, port, many_file, opts.warmup)
+            before = cpu_snapshot(ceiling_app.proc.pid)
             ceiling = summarise(await asyncio.to_thread(load, port, many_file, opts.duration))
+            ceiling["cpu_us_per_request"] = cpu_per_request(
+                before, cpu_snapshot(ceiling_app.proc.pid), ceiling["successes"]
+            )
         finally:
             ceiling_app.stop()
 
@@ -330,7 +384,12 @@ async def bench(opts: Options) -> dict[str, Any]:
                         await asyncio.to_thread(load, port, keys_file, opts.warmup)
                         await asyncio.sleep(1.0)  # let the warm-up's last orders land before counting
                     before = await order_count(conn)
+                    before_cpu = cpu_snapshot(api.proc.pid)
                     runs[name] = summarise(await asyncio.to_thread(load, port, keys_file, opts.duration))
+                    # Where the machine's CPU went per order (api incl. its relay, Postgres, RabbitMQ, wrk).
+                    runs[name]["cpu_us_per_request"] = cpu_per_request(
+                        before_cpu, cpu_snapshot(api.proc.pid), runs[name]["successes"]
+                    )
                     await check(conn, before, runs[name], opts.connections)
                 return runs
             finally:
