@@ -176,13 +176,13 @@ WITH u AS (
         updated_at = now(),
         next_attempt_at = CASE WHEN u.delay_s IS NULL THEN NULL ELSE now() + make_interval(secs => u.delay_s) END
     FROM u
-    WHERE d.id = u.delivery_id AND d.lease_token = u.token AND d.status = 'pending'
+    WHERE d.id = ANY ($1::bigint[]) AND d.id = u.delivery_id AND d.lease_token = u.token AND d.status = 'pending'
     RETURNING d.id
 ), logged AS (
     INSERT INTO webhook_attempts (delivery_id, endpoint_id, attempt, status_code, latency_ms, error, response_body)
     SELECT u.delivery_id, u.endpoint_id, u.attempt, u.status_code, u.latency_ms, u.error, u.response_body
     FROM u
-    WHERE EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = u.delivery_id)
+    WHERE u.delivery_id IN (SELECT d.id FROM webhook_deliveries d WHERE d.id = ANY ($1::bigint[]))
     ORDER BY u.ord
 ), recovered AS (
     UPDATE webhook_endpoints e SET failing_since = NULL

@@ -76,21 +76,22 @@ BEGIN
         -- Earliest due first, until the claim's limit is spent.
         SELECT q.id, q.base, least(q.n, greatest(0, p_limit - (sum(q.n) OVER (ORDER BY q.ord) - q.n))) AS n
         FROM quota q
-    ), picked AS (
+    ), picked AS MATERIALIZED (
+        -- In the index's order (ties among the deliveries of one due time in any order): no sort of the backlog.
         SELECT c.id FROM budget b
         CROSS JOIN LATERAL (
             SELECT x.id FROM webhook_deliveries x
             WHERE x.endpoint_id = b.id AND x.status = 'pending' AND x.next_attempt_at <= now()
-            ORDER BY x.next_attempt_at, x.id
+            ORDER BY x.next_attempt_at
             LIMIT b.n
         ) c
         WHERE b.n > 0
     ), leased AS (
+        -- By primary key whatever the statistics say (a fresh table's may claim it holds a few dozen rows).
         UPDATE webhook_deliveries d
         SET lease_token = p_token, next_attempt_at = now() + make_interval(secs => p_lease_s),
             attempts = d.attempts + 1, updated_at = now()
-        FROM picked
-        WHERE d.id = picked.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+        WHERE d.id = ANY (ARRAY(SELECT picked.id FROM picked)) AND d.status = 'pending' AND d.next_attempt_at <= now()
         RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.step
     ), tat AS (
         UPDATE webhook_endpoints e SET rate_tat = b.base + make_interval(secs => c.n / p_rate)
