@@ -28,6 +28,8 @@ import aiohttp
 
 from bench.run import RESULTS, Child, delete_amqp_names, free_port, machine_info, wait_log
 from shared.auth.keys import generate_key, hash_key, key_prefix
+from shared.catalog.providers import add_provider
+from shared.crypto.secretbox import provider_key_box
 from shared.db import accounts, catalog, keys
 from shared.db.migrate import migrate
 from shared.db.pool import connect, drop_database, ensure_database, with_database
@@ -115,7 +117,9 @@ async def run_e2e(
         await migrate(conn)
         sim_port, api_port = free_port(), free_port()
         sim_url, api_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{api_port}/api/v2"
-        provider = await catalog.add_provider(conn, name="bench-sim", url=sim_url + "/api/v2", api_key=SIM_KEY)
+        provider = await add_provider(
+            conn, provider_key_box(settings), name="bench-sim", url=sim_url + "/api/v2", api_key=SIM_KEY
+        )
         service_id = await catalog.add_service(
             conn, name="Bench followers", type="Default", rate=Decimal("0.9"), min_quantity=50, max_quantity=10_000,
             provider_id=provider, provider_service_id="1",

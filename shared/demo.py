@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from shared.auth.keys import SCOPES, generate_key, hash_key, key_prefix
+from shared.catalog import providers
+from shared.crypto.secretbox import provider_key_box
 from shared.db import accounts, catalog, keys
 from shared.db import webhooks as webhooks_db
 from shared.db.types import Conn
@@ -110,8 +112,12 @@ def local_webhook_env(environ: dict[str, str]) -> dict[str, str]:
 async def seed(conn: Conn, settings: Settings, *, known_key: str | None = None) -> DemoSeed:
     """Create what is missing of the demo, top its balance back up, and return its ids and key."""
     account_id = await _account(conn, settings)
-    provider_id = await catalog.upsert_provider(
-        conn, name=SIM_PROVIDER, url=f"http://{settings.sim_host}:{settings.sim_port}/api/v2", api_key=settings.sim_key
+    provider_id = await providers.upsert_provider(
+        conn,
+        provider_key_box(settings),
+        name=SIM_PROVIDER,
+        url=f"http://{settings.sim_host}:{settings.sim_port}/api/v2",
+        api_key=settings.sim_key,
     )
     service_ids = {}
     for service in CATALOG:

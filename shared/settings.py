@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     upstream_breaker_reset_s: float = 30.0
     # Sell rate of newly imported services when `services sync` gets no --markup (percent over cost).
     catalog_default_markup_pct: Decimal = Decimal("20")
+    # Fernet key(s) that encrypt our API keys at the providers at rest (`providers.api_key_enc`), comma-separated:
+    # the first encrypts, all decrypt; `panelflow provider encrypt-keys` re-encrypts under the first (rotation).
+    # Needed by the worker, `panelflow migrate` and the provider commands. Unset: a fixed development key is
+    # derived and a warning is logged — never in production.
+    provider_key_encryption_key: SecretStr | None = None
 
     # --- provider simulator (H5: services/provider_sim) -------------------------------------------------
     sim_host: str = "127.0.0.1"

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
 from shared.db.migrate import migrate
 from shared.db.pool import connect, create_pool, drop_database, ensure_database, with_database
 from shared.settings import Settings
+from tests.support.factories import PROVIDER_KEY_ENCRYPTION_KEY
 from tests.support.isolation import delete_amqp_names
 from tests.support.processes import ApiProcess
 
@@ -36,6 +38,7 @@ def base_settings() -> Settings:
         rate_limits_enabled=False,
         log_format="json",
         relay_poll_s=0.5,
+        provider_key_encryption_key=SecretStr(PROVIDER_KEY_ENCRYPTION_KEY),
     )
 
 

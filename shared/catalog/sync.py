@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from shared.catalog.providers import provider_key
+from shared.crypto.secretbox import SecretBoxError, provider_key_box
 from shared.db import catalog
 from shared.db.catalog import ServiceRow, SyncedService
 from shared.db.types import Conn
@@ -133,7 +135,11 @@ async def sync_provider(conn: Conn, settings: Settings, provider_id: int, *, mar
     provider = await catalog.get_provider(conn, provider_id)
     if provider is None:
         raise SyncError(f"provider {provider_id} not found")
-    async with UpstreamClient(url=provider.url, key=provider.api_key, settings=settings, name=provider.name) as client:
+    try:
+        key = provider_key(provider_key_box(settings), provider)
+    except SecretBoxError as exc:
+        raise SyncError(f"provider {provider_id}: {exc}") from exc
+    async with UpstreamClient(url=provider.url, key=key, settings=settings, name=provider.name) as client:
         upstream = await client.services()  # raises UpstreamError: the caller reports it
     if not upstream.services:
         # Never read an empty (or wholly unusable) list as "the upstream dropped everything": a panel in trouble

@@ -1,4 +1,8 @@
-"""`panelflow provider add` and `panelflow service add`: build a catalog by hand."""
+"""`panelflow provider add|set-key|encrypt-keys` and `panelflow service add`: build a catalog by hand.
+
+Our key at a provider is stored encrypted with `PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY` (shared.catalog.providers);
+`encrypt-keys` encrypts any key still in plaintext and re-encrypts every key under the setting's first key.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from shared.catalog import providers
 from shared.cli.base import (
     CommandError,
     Subparsers,
@@ -18,6 +23,7 @@ from shared.cli.base import (
     non_negative_int,
     positive_int,
 )
+from shared.crypto.secretbox import SecretBox, SecretBoxError, provider_key_box
 from shared.db import catalog
 from shared.domain.order_types import ORDER_TYPES
 from shared.settings import Settings
@@ -28,7 +34,17 @@ def register(commands: Subparsers) -> None:
     add_provider = command(providers, "add", "add an upstream provider; prints its id", _add_provider)
     add_provider.add_argument("--name", required=True)
     add_provider.add_argument("--url", type=http_url, required=True, help="its API v2 endpoint")
-    add_provider.add_argument("--key", required=True, help="our API key at the provider")
+    add_provider.add_argument("--key", required=True, help="our API key at the provider (stored encrypted)")
+    set_key = command(providers, "set-key", "replace our API key at a provider (stored encrypted)", _set_key)
+    set_key.add_argument("--provider", type=positive_int, required=True, help="provider id")
+    set_key.add_argument("--key", required=True, help="our new API key at the provider")
+    command(
+        providers,
+        "encrypt-keys",
+        "encrypt provider keys still in plaintext and re-encrypt all under the first key of "
+        "PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY (after adding a new key in front); prints the counts",
+        _encrypt_keys,
+    )
 
     services = group(commands, "service", "services of the catalog resellers order from")
     add = command(services, "add", "add a service; prints its id", _add_service)
@@ -50,13 +66,43 @@ async def _add_provider(args: argparse.Namespace, settings: Settings) -> int:
     name = args.name.strip()
     if not name or not args.key.strip():
         raise CommandError("--name and --key must not be empty")
+    box = _box(settings)
     async with database(settings) as conn:
         try:
-            provider_id = await catalog.add_provider(conn, name=name, url=args.url, api_key=args.key.strip())
+            provider_id = await providers.add_provider(conn, box, name=name, url=args.url, api_key=args.key.strip())
         except asyncpg.UniqueViolationError as exc:
             raise CommandError(f"a provider named {name!r} already exists") from exc
     print(provider_id)
     return 0
+
+
+async def _set_key(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.key.strip():
+        raise CommandError("--key must not be empty")
+    box = _box(settings)
+    async with database(settings) as conn:
+        if not await providers.set_provider_key(conn, box, args.provider, args.key.strip()):
+            raise CommandError(f"provider {args.provider} not found")
+    print(f"provider {args.provider}: key replaced")
+    return 0
+
+
+async def _encrypt_keys(args: argparse.Namespace, settings: Settings) -> int:
+    box = _box(settings)
+    async with database(settings) as conn:
+        try:
+            report = await providers.encrypt_provider_keys(conn, box, rotate=True)
+        except SecretBoxError as exc:
+            raise CommandError(str(exc)) from exc
+    print(f"encrypted {report.encrypted}, re-encrypted {report.reencrypted} provider keys")
+    return 0
+
+
+def _box(settings: Settings) -> SecretBox:
+    try:
+        return provider_key_box(settings)
+    except SecretBoxError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 async def _add_service(args: argparse.Namespace, settings: Settings) -> int:

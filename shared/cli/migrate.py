@@ -1,4 +1,5 @@
-"""`panelflow migrate`: create the database when missing, then apply the numbered migrations."""
+"""`panelflow migrate`: create the database when missing, apply the numbered migrations, then encrypt any
+provider key still in plaintext (a migration cannot: the key is in PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import argparse
 
 import asyncpg
 
-from shared.cli.base import Subparsers, command, database, database_error
+from shared.catalog import providers
+from shared.cli.base import CommandError, Subparsers, command, database, database_error
+from shared.crypto.secretbox import SecretBoxError, provider_key_box
+from shared.db import catalog
 from shared.db.migrate import migrate
 from shared.db.pool import database_name, ensure_database
 from shared.settings import Settings
@@ -25,8 +29,14 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"created database {database_name(settings.database_url)}")
     async with database(settings) as conn:
         applied = await migrate(conn)
-    if applied:
-        print("applied migrations: " + ", ".join(f"{v:03d}" for v in applied))
-    else:
-        print("database is up to date")
+        if applied:
+            print("applied migrations: " + ", ".join(f"{v:03d}" for v in applied))
+        else:
+            print("database is up to date")
+        if await catalog.has_plaintext_provider_keys(conn):
+            try:
+                report = await providers.encrypt_provider_keys(conn, provider_key_box(settings), rotate=False)
+            except SecretBoxError as exc:
+                raise CommandError(str(exc)) from exc
+            print(f"encrypted {report.encrypted} provider keys")
     return 0

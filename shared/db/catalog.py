@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import asyncpg
@@ -38,9 +38,10 @@ def _service(row: asyncpg.Record) -> ServiceRow:
     return ServiceRow(**dict(row.items()))
 
 
-async def add_provider(conn: Conn, *, name: str, url: str, api_key: str) -> int:
+async def add_provider(conn: Conn, *, name: str, url: str, api_key_enc: str) -> int:
+    """`api_key_enc`: our key at the provider, already encrypted (shared.catalog.providers does that)."""
     provider_id: int = await conn.fetchval(
-        "INSERT INTO providers (name, url, api_key) VALUES ($1, $2, $3) RETURNING id", name, url, api_key
+        "INSERT INTO providers (name, url, api_key_enc) VALUES ($1, $2, $3) RETURNING id", name, url, api_key_enc
     )
     return provider_id
 
@@ -98,19 +99,49 @@ async def find_service(conn: Conn, *, name: str, category: str) -> ServiceRow | 
     return None if row is None else _service(row)
 
 
-async def upsert_provider(conn: Conn, *, name: str, url: str, api_key: str) -> int:
-    """The provider with this name, created or pointed at `url` with `api_key` (the demo seed's simulator)."""
+async def upsert_provider(conn: Conn, *, name: str, url: str, api_key_enc: str) -> int:
+    """The provider with this name, created or pointed at `url` with this key (the demo seed's simulator)."""
     provider_id: int = await conn.fetchval(
         """
-        INSERT INTO providers (name, url, api_key) VALUES ($1, $2, $3)
-        ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, api_key = EXCLUDED.api_key
+        INSERT INTO providers (name, url, api_key_enc) VALUES ($1, $2, $3)
+        ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, api_key_enc = EXCLUDED.api_key_enc, api_key = NULL
         RETURNING id
         """,
         name,
         url,
-        api_key,
+        api_key_enc,
     )
     return provider_id
+
+
+async def set_provider_key(conn: Conn, provider_id: int, api_key_enc: str) -> bool:
+    """Store a provider's (encrypted) key; any plaintext one left from before migration 006 goes. False: no
+    such provider."""
+    done: str = await conn.execute(
+        "UPDATE providers SET api_key_enc = $2, api_key = NULL WHERE id = $1", provider_id, api_key_enc
+    )
+    return done == "UPDATE 1"
+
+
+@dataclass(frozen=True)
+class StoredProviderKey:
+    id: int
+    api_key_enc: str | None = field(repr=False)
+    legacy_api_key: str | None = field(repr=False)  # plaintext from before migration 006, until encrypted
+
+
+async def has_plaintext_provider_keys(conn: Conn) -> bool:
+    found: bool = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM providers WHERE api_key IS NOT NULL)")
+    return found
+
+
+async def provider_keys_for_update(conn: Conn, *, plaintext_only: bool) -> list[StoredProviderKey]:
+    """Every provider's stored key (or those still in plaintext), locked until the caller's transaction ends."""
+    where = " WHERE api_key IS NOT NULL" if plaintext_only else ""
+    rows = await conn.fetch(
+        f"SELECT id, api_key_enc, api_key AS legacy_api_key FROM providers{where} ORDER BY id FOR UPDATE"
+    )
+    return [StoredProviderKey(**dict(r.items())) for r in rows]
 
 
 # --- catalog sync from an upstream provider (H5: shared/catalog/sync.py) ------------------------------------
@@ -121,14 +152,18 @@ class ProviderRow:
     id: int
     name: str
     url: str
-    api_key: str
+    api_key_enc: str | None = field(repr=False)
+    legacy_api_key: str | None = field(repr=False)  # plaintext from before migration 006, until encrypted
     active: bool
 
 
 async def get_provider(conn: Conn, provider_id: int, *, for_update: bool = False) -> ProviderRow | None:
     """`for_update` locks the provider's row: two syncs of one provider run one after the other."""
     lock = " FOR UPDATE" if for_update else ""
-    row = await conn.fetchrow(f"SELECT id, name, url, api_key, active FROM providers WHERE id = $1{lock}", provider_id)
+    row = await conn.fetchrow(
+        f"SELECT id, name, url, api_key_enc, api_key AS legacy_api_key, active FROM providers WHERE id = $1{lock}",
+        provider_id,
+    )
     return None if row is None else ProviderRow(**dict(row.items()))
 
 

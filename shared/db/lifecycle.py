@@ -8,7 +8,7 @@ only, its cancel an order then its account; keeping to this order leaves no room
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -443,10 +443,11 @@ class ProviderEndpoint:
     id: int
     name: str
     url: str
-    api_key: str
+    api_key_enc: str | None = field(repr=False)  # decrypted by shared.catalog.providers.provider_key
+    legacy_api_key: str | None = field(repr=False)  # plaintext from before migration 006, until encrypted
     active: bool
 
 
 async def provider_endpoints(conn: Conn) -> dict[int, ProviderEndpoint]:
-    rows = await conn.fetch("SELECT id, name, url, api_key, active FROM providers")
+    rows = await conn.fetch("SELECT id, name, url, api_key_enc, api_key AS legacy_api_key, active FROM providers")
     return {r["id"]: ProviderEndpoint(**dict(r.items())) for r in rows}

@@ -16,7 +16,7 @@ from shared.catalog.sync import SyncError, sync_provider
 from shared.db import catalog
 from shared.settings import Settings
 from shared.upstream.results import UpstreamUnreachable
-from tests.support.factories import make_customer
+from tests.support.factories import make_customer, make_provider
 from tests.support.processes import ROOT, ApiProcess, free_port, settings_env
 from tests.support.sim import SimControl, running_sim
 
@@ -32,7 +32,7 @@ async def sim(base_settings: Settings) -> AsyncIterator[SimControl]:
 @pytest.fixture
 async def provider_id(pool: asyncpg.Pool, sim: SimControl) -> int:
     async with pool.acquire() as conn:
-        return await catalog.add_provider(conn, name=f"sim-{uuid.uuid4().hex[:8]}", url=sim.api_url, api_key=sim.key)
+        return await make_provider(conn, name=f"sim-{uuid.uuid4().hex[:8]}", url=sim.api_url, key=sim.key)
 
 
 async def sync(pool: asyncpg.Pool, settings: Settings, provider_id: int, markup: str | None = None):
@@ -131,8 +131,8 @@ async def test_an_empty_catalog_changes_nothing(
 
 async def test_unreachable_provider_and_unknown_provider(pool: asyncpg.Pool, settings: Settings) -> None:
     async with pool.acquire() as conn:
-        dead = await catalog.add_provider(
-            conn, name=f"dead-{uuid.uuid4().hex[:8]}", url=f"http://127.0.0.1:{free_port()}/api/v2", api_key="k"
+        dead = await make_provider(
+            conn, name=f"dead-{uuid.uuid4().hex[:8]}", url=f"http://127.0.0.1:{free_port()}/api/v2", key="k"
         )
     with pytest.raises(UpstreamUnreachable):
         await sync(pool, settings, dead)

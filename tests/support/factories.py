@@ -7,12 +7,29 @@ import uuid
 from decimal import Decimal
 
 import asyncpg
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
 from shared.auth.keys import ACTION_SCOPES, generate_key, hash_key, key_prefix
+from shared.catalog import providers
+from shared.crypto.secretbox import PROVIDER_KEY_SETTING, SecretBox
 from shared.db import accounts, catalog, keys
+from shared.db.types import Conn
 
 _seq = itertools.count(1)
 ALL_SCOPES = sorted(set(ACTION_SCOPES.values()))
+# The session's PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY (tests/conftest.py puts it in the settings every test
+# process gets): provider keys in the test database are encrypted with it, not with the development key.
+PROVIDER_KEY_ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+
+def provider_box() -> SecretBox:
+    return SecretBox(SecretStr(PROVIDER_KEY_ENCRYPTION_KEY), setting=PROVIDER_KEY_SETTING)
+
+
+async def make_provider(conn: Conn, *, name: str, url: str, key: str) -> int:
+    """A provider row as `panelflow provider add` writes it (our key at it encrypted)."""
+    return await providers.add_provider(conn, provider_box(), name=name, url=url, api_key=key)
 
 
 async def make_account(

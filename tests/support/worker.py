@@ -18,6 +18,7 @@ from shared.db import catalog as catalog_sql
 from shared.domain.order_types import ServiceTerms, draft_order, fingerprint
 from shared.ordering.placement import PlacementRequest, Placer
 from shared.settings import Settings
+from tests.support.factories import make_provider
 from tests.support.processes import ManagedProcess, free_port, settings_env
 
 T = TypeVar("T")
@@ -82,7 +83,7 @@ class WorkerProcess(ManagedProcess):
 async def make_provider_services(pool: asyncpg.Pool, *, url: str, key: str) -> dict[str, int]:
     """A provider row for the simulator and our services mapped onto its catalog, by role."""
     async with pool.acquire() as conn:
-        provider_id = await catalog_sql.add_provider(conn, name=f"sim-{uuid.uuid4().hex[:8]}", url=url, api_key=key)
+        provider_id = await make_provider(conn, name=f"sim-{uuid.uuid4().hex[:8]}", url=url, key=key)
         specs: dict[str, dict[str, Any]] = {
             # sim 1: Default, refill, cancel, drip-feed
             "default": {"type": "Default", "psid": "1", "min": 50, "max": 10_000, "refill": True, "cancel": True,

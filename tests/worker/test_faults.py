@@ -18,7 +18,7 @@ from shared.ordering.placement import Placer
 from shared.settings import Settings
 from shared.upstream.results import OrderReport
 from shared.worker.polling import Poller
-from tests.support.factories import make_account
+from tests.support.factories import make_account, make_provider
 from tests.support.processes import free_port
 from tests.support.worker import SimProcess, order_row, place, unique_link, wait_for
 from tests.worker.components import Parts, worker_parts
@@ -102,8 +102,8 @@ async def test_connection_refused_is_not_sent_and_stays_pending(
     parts: Parts, wpool: asyncpg.Pool, placer: Placer, wsettings: Settings
 ) -> None:
     async with wpool.acquire() as conn:
-        dead = await catalog_sql.add_provider(
-            conn, name=f"dead-{free_port()}", url=f"http://127.0.0.1:{free_port()}/api/v2", api_key="k"
+        dead = await make_provider(
+            conn, name=f"dead-{free_port()}", url=f"http://127.0.0.1:{free_port()}/api/v2", key="k"
         )
         service = await catalog_sql.add_service(
             conn, name="dead", type="Default", rate=Decimal(1), min_quantity=1, max_quantity=100,

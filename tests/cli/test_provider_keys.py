@@ -1,0 +1,93 @@
+"""`panelflow provider add|set-key|encrypt-keys` and `panelflow migrate` keep our provider keys encrypted."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from shared.catalog import providers
+from shared.db import catalog
+from shared.db.migrate import available
+from shared.db.pool import ensure_database
+from shared.settings import Settings
+from tests.catalog.test_provider_keys import tables_holding
+from tests.cli.conftest import Cli, run_cli
+from tests.support.factories import provider_box
+
+ENCRYPTION_MIGRATION = 6
+
+
+async def test_provider_keys_given_to_the_cli_are_stored_encrypted(cli: Cli, pool: asyncpg.Pool) -> None:
+    key, replaced = f"cli-key-{uuid.uuid4().hex}", f"cli-key-{uuid.uuid4().hex}"
+    added = cli("provider", "add", "--name", f"p-{uuid.uuid4().hex[:8]}", "--url", "https://up.example/api/v2",
+                "--key", key)  # fmt: skip
+    assert added.code == 0, added
+    assert key not in added.out + added.err
+    provider_id = int(added.out)
+    async with pool.acquire() as conn:
+        assert await tables_holding(conn, key) == []
+        row = await catalog.get_provider(conn, provider_id)
+        assert row is not None
+        assert providers.provider_key(provider_box(), row) == key
+
+    changed = cli("provider", "set-key", "--provider", str(provider_id), "--key", replaced)
+    assert (changed.code, changed.out.strip()) == (0, f"provider {provider_id}: key replaced"), changed
+    async with pool.acquire() as conn:
+        assert await tables_holding(conn, replaced) == []
+        row = await catalog.get_provider(conn, provider_id)
+        assert row is not None
+        assert providers.provider_key(provider_box(), row) == replaced
+    cli("provider", "set-key", "--provider", "987654321", "--key", "k").assert_user_error(says="not found")
+    cli("provider", "set-key", "--provider", str(provider_id), "--key", " ").assert_user_error(says="empty")
+
+    rotated = cli("provider", "encrypt-keys")
+    assert rotated.code == 0, rotated
+    assert rotated.out.startswith("encrypted 0, re-encrypted "), rotated.out
+    async with pool.acquire() as conn:
+        row = await catalog.get_provider(conn, provider_id)
+        assert row is not None
+        assert providers.provider_key(provider_box(), row) == replaced
+
+
+async def test_a_wrong_encryption_key_is_one_clear_line(cli: Cli) -> None:
+    cli("provider", "encrypt-keys", PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY="nonsense").assert_user_error(
+        says="PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY is not a list of Fernet keys"
+    )
+
+
+async def test_migrate_encrypts_the_plaintext_keys_of_an_older_database(fresh_settings: Settings) -> None:
+    # A database as the release before migration 006 left it, with a provider whose key is in plaintext.
+    key = f"old-key-{uuid.uuid4().hex}"
+    await ensure_database(fresh_settings.database_url)
+    conn = await asyncpg.connect(fresh_settings.database_url)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for migration in available():
+            if migration.version < ENCRYPTION_MIGRATION:
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", migration.version, migration.name
+                )
+        await conn.execute(
+            "INSERT INTO providers (name, url, api_key) VALUES ('old', 'https://up.example/api/v2', $1)", key
+        )
+
+        upgraded = run_cli(fresh_settings, "migrate")
+        assert upgraded.code == 0, upgraded
+        newer = [f"{m.version:03d}" for m in available() if m.version >= ENCRYPTION_MIGRATION]
+        assert upgraded.out.splitlines() == [f"applied migrations: {', '.join(newer)}", "encrypted 1 provider keys"]
+        assert key not in upgraded.out + upgraded.err
+        assert await tables_holding(conn, key) == []
+        row = await catalog.get_provider(conn, await conn.fetchval("SELECT id FROM providers WHERE name = 'old'"))
+        assert row is not None
+        assert row.legacy_api_key is None
+        assert providers.provider_key(provider_box(), row) == key
+
+        again = run_cli(fresh_settings, "migrate")
+        assert (again.code, again.out.strip()) == (0, "database is up to date")
+    finally:
+        await conn.close()
