@@ -131,6 +131,14 @@ class Settings(BaseSettings):
     webhook_retry_after_max_s: float = 21600.0
     # An endpoint failing without a single success for this long is disabled.
     webhook_disable_after: timedelta = timedelta(days=5)
+    # Finished deliveries (succeeded, failed, skipped) with their attempts are purged this many days after their
+    # last change, then the events no delivery refers to any more: replay reaches back this far. Pending
+    # deliveries are never purged. At least the retry schedule's span and webhook_disable_after (5 days); 0 turns
+    # the webhooks processes' periodic purge off (`panelflow webhooks purge` still works).
+    webhook_retention_days: int = 30
+    # Each webhooks process purges this often (±10 %), in transactions of at most webhook_purge_batch events.
+    webhook_purge_interval_s: float = 3600.0
+    webhook_purge_batch: int = 500
     # After `webhook.rotate`, the previous secret keeps signing beside the new one for this long.
     webhook_rotation_overlap_s: float = 86400.0
     webhook_timeout_s: float = 15.0

@@ -1,14 +1,16 @@
-"""`panelflow webhooks list|deliveries|replay|enable|disable`: operators' view of every account's endpoints."""
+"""`panelflow webhooks list|deliveries|replay|enable|disable|purge`: operators' view of every account's endpoints."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import uuid
 from datetime import UTC, datetime
 
 from shared.cli.base import CommandError, Subparsers, command, database, group, positive_int
 from shared.db import webhooks as db
 from shared.settings import Settings
+from shared.webhooks import retention
 
 
 def register(commands: Subparsers) -> None:
@@ -28,6 +30,26 @@ def register(commands: Subparsers) -> None:
     disable = command(sub, "disable", "disable an endpoint; events arriving meanwhile are kept as skipped", _disable)
     disable.add_argument("--webhook", type=positive_int, required=True)
     disable.add_argument("--reason", default="disabled by an operator")
+    purge = command(
+        sub,
+        "purge",
+        "delete finished deliveries, their attempts and unreferenced events older than the retention "
+        "(pending deliveries stay); prints what went",
+        _purge,
+    )
+    purge.add_argument(
+        "--older-than", type=_days, metavar="DAYS", help="days (default PANELFLOW_WEBHOOK_RETENTION_DAYS)"
+    )
+
+
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("expected a number of days") from exc
+    if not math.isfinite(days) or days <= 0:
+        raise argparse.ArgumentTypeError("expected a positive number of days")
+    return days
 
 
 def _moment(text: str) -> datetime:
@@ -97,4 +119,19 @@ async def _disable(args: argparse.Namespace, settings: Settings) -> int:
         if not await db.disable_endpoint(conn, args.webhook, args.reason):
             raise CommandError(f"webhook {args.webhook} not found")
     print(f"webhook {args.webhook} disabled")
+    return 0
+
+
+async def _purge(args: argparse.Namespace, settings: Settings) -> int:
+    days = args.older_than if args.older_than is not None else settings.webhook_retention_days
+    try:
+        older_than = retention.retention(settings, days)
+    except retention.RetentionTooShort as exc:
+        raise CommandError(str(exc)) from exc
+    async with database(settings) as conn:
+        report = await retention.purge(retention.one_connection(conn), settings, older_than=older_than)
+    print(
+        f"purged {report.events} events, {report.deliveries} deliveries, {report.attempts} attempts "
+        f"older than {days:g} days"
+    )
     return 0

@@ -1,5 +1,6 @@
 """The webhooks process's parts wired together: the `webhooks.events` consumer (fan-out into deliveries, in
-batches) and the dispatcher (sending). `services/webhooks/__main__.py` only builds and runs this."""
+batches), the dispatcher (sending) and the retention purge. `services/webhooks/__main__.py` only builds and
+runs this."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from shared.settings import Settings
 from shared.webhooks.batching import GroupCommit
 from shared.webhooks.dispatcher import Dispatcher
 from shared.webhooks.ingest import envelope_event, ingest_batch
+from shared.webhooks.retention import RetentionTask
 from shared.webhooks.secretbox import SecretBox
 from shared.webhooks.ssrf import AddressGuard
 
@@ -39,6 +41,7 @@ class WebhookService:
         batch = max(1, settings.webhook_ingest_batch)
         self.ingester: GroupCommit[IncomingEvent] = GroupCommit(self.ingest, max_size=batch)
         self.consumer = Consumer(settings, topology.WEBHOOKS_QUEUE, self.handle, prefetch=batch)
+        self.retention = RetentionTask(settings, pool)
 
     async def handle(self, envelope: Envelope) -> None:
         await self.ingester.submit(envelope_event(envelope))
@@ -52,9 +55,11 @@ class WebhookService:
     async def start(self) -> None:
         await self.dispatcher.start()
         await self.consumer.start()
+        await self.retention.start()
         log.info("webhooks_started")
 
     async def stop(self) -> None:
+        await self.retention.stop()
         await self.consumer.stop()
         await self.ingester.close()
         await self.dispatcher.stop()
