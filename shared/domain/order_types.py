@@ -21,8 +21,6 @@ from shared.errors import InvalidParameter, MissingParameter
 LINK_MAX = 1000
 REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 LINK_RE = re.compile(r"^https?://[^\s/?#]+\S*$", re.IGNORECASE)
-# One encoder for every fingerprint: json.dumps with options builds a new encoder per call.
-_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 SUBSCRIPTION_DELAYS = (0, 5, 10, 15, 30, 60, 90)
 # Every parameter any type may take: they alone make the idempotency fingerprint of an `add`.
 ORDER_PARAMS = (
@@ -30,6 +28,11 @@ ORDER_PARAMS = (
     "hashtag", "username", "media", "answer_number", "groups", "min", "max", "posts", "old_posts",
     "delay", "expiry",
 )  # fmt: skip
+_SORTED_ORDER_PARAMS = tuple(sorted(ORDER_PARAMS))
+# The JSON string encoder of the stdlib (C): `_canonical_json` writes exactly what
+# `json.dumps(d, sort_keys=True, separators=(",", ":"))` writes for a dict of strings, without building an
+# encoder per call (stored fingerprints must never change: tests/domain pins both to each other).
+_json_string = json.encoder.encode_basestring_ascii
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class OrderDraft:
 def fingerprint(params: Mapping[str, str]) -> bytes:
     """A hash of the order-defining parameters, normalised so that equal requests hash equal."""
     canonical: dict[str, str] = {}
-    for name in ORDER_PARAMS:
+    for name in _SORTED_ORDER_PARAMS:
         value = params.get(name)
         if value is None:
             continue
@@ -68,8 +71,12 @@ def fingerprint(params: Mapping[str, str]) -> bytes:
         elif "\n" in value or "\r" in value:
             value = "\n".join(line.strip() for line in value.splitlines() if line.strip())
         canonical[name] = value
-    blob = _CANONICAL_JSON.encode(canonical).encode()
-    return hashlib.sha256(blob).digest()
+    return hashlib.sha256(_canonical_json(canonical).encode()).digest()
+
+
+def _canonical_json(sorted_strings: dict[str, str]) -> str:
+    """`json.dumps(d, sort_keys=True, separators=(",", ":"))` of a dict of strings whose keys come sorted."""
+    return "{" + ",".join(f"{_json_string(k)}:{_json_string(v)}" for k, v in sorted_strings.items()) + "}"
 
 
 def validate_request_id(value: str | None) -> str:

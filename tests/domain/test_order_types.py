@@ -1,8 +1,18 @@
+import hashlib
+import json
 from decimal import Decimal
 
 import pytest
 
-from shared.domain.order_types import ORDER_TYPES, ServiceTerms, draft_order, fingerprint, validate_request_id
+from shared.domain.order_types import (
+    ORDER_PARAMS,
+    ORDER_TYPES,
+    ServiceTerms,
+    _canonical_json,
+    draft_order,
+    fingerprint,
+    validate_request_id,
+)
 from shared.errors import InvalidParameter, MissingParameter
 
 
@@ -125,3 +135,28 @@ def test_request_id_must_be_printable_ascii(value: str) -> None:
 
 def test_request_id_accepts_printable_ascii() -> None:
     assert validate_request_id("order-42:retry/1") == "order-42:retry/1"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"service": "7", "link": LINK, "quantity": "100"},
+        {"link": 'https://x.test/"quoted"\\back', "comments": "ünï\ncödé 😀\n\t\x01", "service": "3"},
+        {name: f"{name}-{i}" for i, name in enumerate(reversed(ORDER_PARAMS))},
+        {},
+    ],
+)
+def test_fingerprint_bytes_never_change(params: dict[str, str]) -> None:
+    """Stored orders keep their params_hash forever: the canonical form is, byte for byte, the sorted compact
+    JSON the first release hashed (a retry across an upgrade must still be recognised as the same request)."""
+    canonical = {k: params[k] for k in sorted(params)}
+    expected = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    assert _canonical_json(canonical) == expected
+    assert (
+        fingerprint({"service": "7", "link": LINK, "quantity": "100"})
+        == hashlib.sha256(
+            json.dumps(
+                {"link": LINK, "quantity": "100", "service": "7"}, sort_keys=True, separators=(",", ":")
+            ).encode()
+        ).digest()
+    )
