@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from shared.settings import Settings
 
@@ -25,6 +28,33 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
+
+
+class HeldConnection:
+    """A pooled connection kept across the uses of one serial user (a loop writing one batch at a time):
+    giving it back after every use costs a reset round trip (asyncpg's `RESET ALL` & co.). After an error it is
+    given back (reset, or closed when broken) and another one is taken on the next use."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._conn: PoolConnectionProxy | None = None
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[PoolConnectionProxy]:
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = await self._pool.acquire()
+        try:
+            yield conn
+        except BaseException:
+            self._conn = None
+            await self._pool.release(conn)
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
 
 
 async def connect(settings: Settings) -> asyncpg.Connection:

@@ -61,9 +61,10 @@ class Finish:
 
 # Events (sorted by id, so concurrent batches sharing an event take their locks in the same order) and one
 # delivery per subscribed endpoint and event. A redelivered event creates nothing new (both inserts are
-# idempotent); a disabled endpoint's delivery is stored as skipped, to be replayed later. FOR SHARE: an
-# endpoint being disabled right now is waited for, so a delivery cannot be written as pending after the
-# disabling transaction turned the pending ones into skipped.
+# idempotent); a disabled endpoint's delivery is stored as skipped, to be replayed later. FOR KEY SHARE: an
+# endpoint being disabled (or enabled) right now is waited for — those lock it FOR UPDATE — so a delivery cannot
+# be written as pending after the disabling transaction turned the pending ones into skipped; the claims'
+# FOR NO KEY UPDATE does not conflict with it, so fan-out and sending do not wait for each other.
 INGEST_EVENTS = """
 WITH incoming AS (
     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], $5::bigint[])
@@ -81,7 +82,7 @@ WITH incoming AS (
             AND (CASE WHEN i.endpoint_id IS NULL THEN i.type = ANY (e.events) ELSE e.id = i.endpoint_id END)
       )
     ORDER BY e.id
-    FOR SHARE
+    FOR KEY SHARE
 )
 INSERT INTO webhook_deliveries (endpoint_id, event_id, status, next_attempt_at)
 SELECT t.id, i.id, CASE WHEN t.enabled THEN 'pending' ELSE 'skipped' END, CASE WHEN t.enabled THEN now() END

@@ -103,9 +103,16 @@ async def rotate_secret(conn: Conn, endpoint_id: int, account_id: int, secret_en
     return found is not None
 
 
+# Enabling and disabling lock the endpoint FOR UPDATE, the one lock the fan-out's FOR KEY SHARE waits for: an
+# event fanned out meanwhile is stored after the change, as what the endpoint is now (pending or skipped).
+# Nothing else (the dispatchers' claims, their failure bookkeeping) makes the fan-out wait.
+LOCK_ENDPOINT = "SELECT 1 FROM webhook_endpoints WHERE id = $1 FOR UPDATE"
+
+
 async def disable_endpoint(conn: Conn, endpoint_id: int, reason: str) -> bool:
     """Disable an endpoint; its queued deliveries (not those being sent right now) become skipped."""
     async with conn.transaction():
+        await conn.execute(LOCK_ENDPOINT, endpoint_id)
         found = await conn.fetchval(
             """
             UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, disabled_at = now(), updated_at = now()
@@ -128,15 +135,17 @@ async def disable_endpoint(conn: Conn, endpoint_id: int, reason: str) -> bool:
 
 
 async def enable_endpoint(conn: Conn, endpoint_id: int) -> bool:
-    found = await conn.fetchval(
-        """
-        UPDATE webhook_endpoints
-        SET enabled = TRUE, disabled_reason = NULL, disabled_at = NULL, failing_since = NULL, updated_at = now()
-        WHERE id = $1 RETURNING id
-        """,
-        endpoint_id,
-    )
-    return found is not None
+    async with conn.transaction():
+        await conn.execute(LOCK_ENDPOINT, endpoint_id)
+        found = await conn.fetchval(
+            """
+            UPDATE webhook_endpoints
+            SET enabled = TRUE, disabled_reason = NULL, disabled_at = NULL, failing_since = NULL, updated_at = now()
+            WHERE id = $1 RETURNING id
+            """,
+            endpoint_id,
+        )
+        return found is not None
 
 
 # --- events and deliveries ----------------------------------------------------------------------------------

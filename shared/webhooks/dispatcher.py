@@ -18,6 +18,7 @@ import asyncpg
 import structlog
 
 from shared.db import webhook_dispatch as db
+from shared.db.pool import HeldConnection
 from shared.observability import metrics
 from shared.settings import Settings
 from shared.webhooks.batching import GroupCommit
@@ -28,6 +29,8 @@ from shared.webhooks.sender import AttemptResult, message_body, send
 from shared.webhooks.ssrf import AddressGuard
 
 log = structlog.get_logger(__name__)
+
+SECRET_CACHE_SIZE = 10_000
 
 
 class Dispatcher:
@@ -47,6 +50,10 @@ class Dispatcher:
         # The burst lets one poll claim what the rate allows until the next poll.
         self._burst = max(1, min(settings.webhook_endpoint_concurrency, math.ceil(rate * settings.webhook_poll_s)))
         self._recorder: GroupCommit[Outcome] = GroupCommit(self.record, max_size=settings.webhook_record_batch)
+        self._secrets: dict[str, str] = {}  # encrypted secret → secret
+        # The claim loop and the recorder each write serially: each keeps its connection.
+        self._claim_conn = HeldConnection(pool)
+        self._record_conn = HeldConnection(pool)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -74,6 +81,8 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self._recorder.close()
+        await self._claim_conn.close()
+        await self._record_conn.close()
         if self._session is not None:
             await self._session.close()
         await self.guard.close()
@@ -108,7 +117,7 @@ class Dispatcher:
     async def claim(self, limit: int) -> list[db.Lease]:
         """Lease up to `limit` due deliveries within every endpoint's concurrency and rate limits."""
         s = self.settings
-        async with self.pool.acquire() as conn:
+        async with self._claim_conn.use() as conn:
             return await db.claim(
                 conn,
                 limit=limit,
@@ -150,13 +159,24 @@ class Dispatcher:
             log_.exception("webhook_delivery_error")
 
     async def record(self, outcomes: list[Outcome]) -> None:
-        await record_round(self.pool, self.settings, outcomes)
+        async with self._record_conn.use() as conn:
+            await record_round(conn, self.settings, outcomes)
+
+    def _secret(self, token: str) -> str:
+        # Decrypting (Fernet: HMAC check and AES) on every attempt costs more than signing; a rotated or deleted
+        # endpoint's token simply stops being asked for.
+        secret = self._secrets.get(token)
+        if secret is None:
+            if len(self._secrets) >= SECRET_CACHE_SIZE:
+                self._secrets.clear()
+            secret = self._secrets[token] = self.box.decrypt(token)
+        return secret
 
     async def _attempt(self, lease: db.Lease) -> AttemptResult:
         assert self._session is not None
-        secrets = [self.box.decrypt(lease.secret_enc)]
+        secrets = [self._secret(lease.secret_enc)]
         if lease.old_secret_enc:
-            secrets.append(self.box.decrypt(lease.old_secret_enc))
+            secrets.append(self._secret(lease.old_secret_enc))
         return await send(
             self._session,
             self.guard,

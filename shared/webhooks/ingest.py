@@ -15,6 +15,7 @@ import asyncpg
 import structlog
 
 from shared.db import webhook_dispatch as db
+from shared.db.types import Conn
 from shared.domain.events import EventType
 from shared.messaging.envelope import Envelope, MalformedMessage
 
@@ -48,14 +49,15 @@ def envelope_event(envelope: Envelope) -> db.IncomingEvent:
     return incoming_event(event_id=envelope.event_id, event_type=envelope.type, payload=envelope.payload)
 
 
-async def ingest_batch(pool: asyncpg.Pool, events: Sequence[db.IncomingEvent]) -> int:
+async def ingest_batch(conn: Conn, events: Sequence[db.IncomingEvent]) -> int:
     """Store the events and their deliveries in one statement; returns the deliveries created now."""
-    async with pool.acquire() as conn:
-        created = await db.ingest_events(conn, events)
+    created = await db.ingest_events(conn, events)
     log.debug("webhook_events_ingested", events=len(events), deliveries=created)
     return created
 
 
 async def ingest(pool: asyncpg.Pool, *, event_id: uuid.UUID, event_type: str, payload: dict[str, Any]) -> int:
     """Store one event and its deliveries; returns how many deliveries were created (0 for a redelivery)."""
-    return await ingest_batch(pool, [incoming_event(event_id=event_id, event_type=event_type, payload=payload)])
+    event = incoming_event(event_id=event_id, event_type=event_type, payload=payload)
+    async with pool.acquire() as conn:
+        return await ingest_batch(conn, [event])

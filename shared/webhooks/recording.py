@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
 import structlog
 
 from shared.db import webhook_dispatch as db
 from shared.db import webhooks as endpoints_db
+from shared.db.types import Conn
 from shared.settings import Settings
 from shared.webhooks.schedule import Decision, Verdict
 from shared.webhooks.sender import AttemptResult
@@ -96,23 +96,22 @@ def plan_finishes(
     return finishes, disables
 
 
-async def record_round(pool: asyncpg.Pool, settings: Settings, outcomes: list[Outcome]) -> None:
+async def record_round(conn: Conn, settings: Settings, outcomes: list[Outcome]) -> None:
     """Write a round's attempts and verdicts. A delivery whose lease was lost meanwhile is left as it is."""
     rounds, recovered = endpoint_rounds(outcomes)
-    async with pool.acquire() as conn:
-        if not rounds and not any(o.decision.verdict is Verdict.GONE for o in outcomes):
-            finishes, _ = plan_finishes(settings, outcomes, {})
+    if not rounds and not any(o.decision.verdict is Verdict.GONE for o in outcomes):
+        finishes, _ = plan_finishes(settings, outcomes, {})
+        finished = await db.finish_round(conn, finishes, recovered)  # one statement: atomic by itself
+        disabled: dict[int, str] = {}
+    else:
+        async with conn.transaction():
+            streaks = await db.note_streaks(conn, rounds)
+            finishes, disables = plan_finishes(settings, outcomes, streaks)
             finished = await db.finish_round(conn, finishes, recovered)
-            disabled: dict[int, str] = {}
-        else:
-            async with conn.transaction():
-                streaks = await db.note_streaks(conn, rounds)
-                finishes, disables = plan_finishes(settings, outcomes, streaks)
-                finished = await db.finish_round(conn, finishes, recovered)
-                done_endpoints = {f.lease.endpoint_id for f in finishes if f.lease.delivery_id in finished}
-                disabled = {eid: reason for eid, reason in sorted(disables.items()) if eid in done_endpoints}
-                for eid, reason in disabled.items():
-                    await endpoints_db.disable_endpoint(conn, eid, reason)
+            done_endpoints = {f.lease.endpoint_id for f in finishes if f.lease.delivery_id in finished}
+            disabled = {eid: reason for eid, reason in sorted(disables.items()) if eid in done_endpoints}
+            for eid, reason in disabled.items():
+                await endpoints_db.disable_endpoint(conn, eid, reason)
     for f in finishes:
         if f.lease.delivery_id not in finished:
             log.info("webhook_lease_lost", delivery_id=f.lease.delivery_id)

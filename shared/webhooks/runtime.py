@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
+from shared.db.pool import HeldConnection
 from shared.db.webhook_dispatch import IncomingEvent
 from shared.failpoints import Failpoints
 from shared.messaging import topology
@@ -40,6 +41,7 @@ class WebhookService:
         # Every unacked message can join one batch: the prefetch is the batch's size.
         batch = max(1, settings.webhook_ingest_batch)
         self.ingester: GroupCommit[IncomingEvent] = GroupCommit(self.ingest, max_size=batch)
+        self._ingest_conn = HeldConnection(pool)  # batches are written one at a time
         self.consumer = Consumer(settings, topology.WEBHOOKS_QUEUE, self.handle, prefetch=batch)
         self.retention = RetentionTask(settings, pool)
 
@@ -47,7 +49,8 @@ class WebhookService:
         await self.ingester.submit(envelope_event(envelope))
 
     async def ingest(self, events: list[IncomingEvent]) -> None:
-        created = await ingest_batch(self.pool, events)
+        async with self._ingest_conn.use() as conn:
+            created = await ingest_batch(conn, events)
         self.failpoints.hit("webhooks.after_ingest")  # committed, nothing acked yet
         if created:
             self.dispatcher.wake()  # the new deliveries are due now; don't wait for the next poll
@@ -62,5 +65,6 @@ class WebhookService:
         await self.retention.stop()
         await self.consumer.stop()
         await self.ingester.close()
+        await self._ingest_conn.close()
         await self.dispatcher.stop()
         log.info("webhooks_stopped")

@@ -25,6 +25,7 @@ IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_URL_LENGTH = 2000
+PASSED_CACHE_SIZE = 10_000
 
 METADATA = frozenset(
     ipaddress.ip_address(a)
@@ -162,6 +163,9 @@ class AddressGuard:
     def __init__(self, allowed_networks: str = "", resolver: AbstractResolver | None = None) -> None:
         self.allowed = parse_networks(allowed_networks)
         self._resolver = resolver
+        # URLs that passed `check_url` (a pure function of the URL and the allowed networks): the dispatcher
+        # checks every attempt's URL, mostly the same few. Hosts are still resolved and checked per connection.
+        self._passed: dict[tuple[str, bool], URL] = {}
 
     @property
     def inner_resolver(self) -> AbstractResolver:
@@ -176,6 +180,16 @@ class AddressGuard:
 
     def check_url(self, url: str, *, allow_http: bool) -> URL:
         """Syntax, scheme and (for IP literals) destination of a webhook URL; raises InvalidWebhookUrl."""
+        passed = self._passed.get((url, allow_http))
+        if passed is not None:
+            return passed
+        parsed = self._check_url(url, allow_http=allow_http)
+        if len(self._passed) >= PASSED_CACHE_SIZE:
+            self._passed.clear()
+        self._passed[(url, allow_http)] = parsed
+        return parsed
+
+    def _check_url(self, url: str, *, allow_http: bool) -> URL:
         if len(url) > MAX_URL_LENGTH:
             raise InvalidWebhookUrl("url is too long")
         try:

@@ -171,3 +171,39 @@ async def test_the_documented_receiver_example_verifies_real_deliveries(
         assert rows[0]["status_code"] == 401
     finally:
         example.stop()
+
+
+async def test_a_crash_between_the_fan_out_commit_and_the_acks_makes_no_duplicates(
+    pool: asyncpg.Pool, wh_settings: Settings, account: int, receiver: Receiver, logs_dir: Path, spawn
+) -> None:
+    endpoint_id, _ = await register(pool, wh_settings, account_id=account, url=receiver.url())
+    events = [
+        Event(EventType.ORDER_STATUS_CHANGED, {"account_id": account, "order": i, "status": "Completed"})
+        for i in range(60)
+    ]
+    connection = await aio_pika.connect(wh_settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await topology.declare(channel, wh_settings)  # the queue exists before anything consumes
+        for event in events:
+            message = build_message(
+                event_id=event.id,
+                event_type=str(event.type),
+                payload_json=json.dumps(event.payload),
+                correlation_id=None,
+            )
+            await exchange.publish(message, routing_key=str(event.type))
+    # SIGKILLed right after its first batch committed: none of the messages is acked.
+    env = settings_env(wh_settings, webhook_secret_key=SECRET_KEY, failpoints="webhooks.after_ingest=kill")
+    crashing = ManagedProcess("services.webhooks", env, logs_dir / "crash-after-ingest.log").start()
+    await wait_until(lambda: not crashing.alive(), timeout=30)
+    assert crashing.proc is not None
+    assert crashing.proc.returncode == -9, crashing.log_text()[-3000:]
+    stored = await deliveries(pool, endpoint_id)
+    assert 1 <= len(stored) <= len(events)  # the batch committed
+
+    await spawn("after-crash")  # gets every message again and fans the stored ones out a second time
+    await wait_until(lambda: _all_status(pool, endpoint_id, "succeeded", len(events)), timeout=30, interval=0.2)
+    await asyncio.sleep(0.5)
+    assert Counter(receiver.ids()) == Counter({str(e.id): 1 for e in events})
+    assert len(await attempts(pool, endpoint_id)) == len(events)
