@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from shared.db.orders import OrderStatusRow
-from shared.domain.money import format_money
+from shared.domain.money import format_charge
 from shared.domain.statuses import OrderState, public_order_status
-
-
-def charge_text(amount: Decimal) -> str:
-    """The charge after refunds as the contract shows it: a fully refunded order reports "0"."""
-    return "0" if amount == 0 else format_money(amount)
 
 
 def remains_of(row: OrderStatusRow) -> int:
@@ -24,7 +18,7 @@ def remains_of(row: OrderStatusRow) -> int:
 
 def order_status(row: OrderStatusRow) -> dict[str, str]:
     return {
-        "charge": charge_text(row.charge - row.refunded),
+        "charge": format_charge(row.charge - row.refunded),
         "start_count": str(row.start_count or 0),
         "status": public_order_status(row.status),
         "remains": str(remains_of(row)),
@@ -38,7 +32,7 @@ def status_event_payload(account_id: int, row: OrderStatusRow) -> dict[str, Any]
         "account_id": account_id,
         "order": row.id,
         "status": public_order_status(row.status),
-        "charge": charge_text(row.charge - row.refunded),
+        "charge": format_charge(row.charge - row.refunded),
         "remains": None if row.remains is None else str(row.remains),
         "start_count": None if row.start_count is None else str(row.start_count),
         "currency": row.currency,
