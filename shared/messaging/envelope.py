@@ -68,6 +68,10 @@ def publish_properties(*, event_id: uuid.UUID, event_type: str, correlation_id: 
     )
 
 
+# Built once: json.loads with options builds a new decoder per call, and this runs once per message.
+_PAYLOAD_JSON = json.JSONDecoder(parse_float=Decimal)
+
+
 def parse_message(message: AbstractIncomingMessage) -> Envelope:
     """The envelope of an incoming message, or `MalformedMessage`. Numbers with a fraction become Decimal."""
     try:
@@ -78,7 +82,7 @@ def parse_message(message: AbstractIncomingMessage) -> Envelope:
     if not event_type:
         raise MalformedMessage("message has no type")
     try:
-        payload = json.loads(message.body, parse_float=Decimal)
+        payload = _PAYLOAD_JSON.decode(message.body.decode())
     except (ValueError, UnicodeDecodeError):
         raise MalformedMessage("body is not JSON") from None
     if not isinstance(payload, dict):

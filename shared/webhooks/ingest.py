@@ -22,11 +22,15 @@ from shared.messaging.envelope import Envelope, MalformedMessage
 log = structlog.get_logger(__name__)
 
 
+# Built once (json.dumps with options builds an encoder per call): Decimal and the like become strings.
+_DATA_JSON = json.JSONEncoder(default=str)
+
+
 def event_data(payload: dict[str, Any]) -> dict[str, Any]:
     """The body's `data`: the payload without the routing field, money kept as the strings it was sent as."""
     data = {k: v for k, v in payload.items() if k != "account_id"}
     # Decimal (and anything else not JSON-native) as its string, the contract's form for money.
-    loaded: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    loaded: dict[str, Any] = json.loads(_DATA_JSON.encode(data))
     return loaded
 
 

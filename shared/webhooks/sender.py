@@ -34,10 +34,14 @@ def iso_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+# Built once: json.dumps with options builds a new encoder per call, and this runs once per attempt.
+_BODY_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def message_body(event_type: str, event_time: datetime, data: dict[str, Any]) -> bytes:
     """The request body; the same bytes on every retry of the event (the timestamp is the event's)."""
     body = {"type": event_type, "timestamp": iso_timestamp(event_time), "data": data}
-    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    return _BODY_JSON.encode(body).encode()
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, buffer: bytearray, cap: int) -> bool:
