@@ -27,7 +27,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from pamqp.commands import Basic
 
 from shared.db import outbox
-from shared.db.pool import connect
+from shared.db.pool import HeldConnection, connect
 from shared.failpoints import Failpoints
 from shared.messaging import topology
 from shared.messaging.backoff import Backoff
@@ -65,6 +65,8 @@ class OutboxRelay:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, failpoints: Failpoints | None = None) -> None:
         self.settings = settings
         self.pool = pool
+        # One batch at a time: the claim connection is kept between batches (no reset round trip per batch).
+        self._db = HeldConnection(pool)
         self.failpoints = failpoints if failpoints is not None else Failpoints(settings.failpoints)
         self.published_total = 0
         self.failed_total = 0
@@ -98,6 +100,7 @@ class OutboxRelay:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
         await self._disconnect()
+        await self._db.close()
         log.info("relay_stopped", published=self.published_total, failed=self.failed_total)
 
     def wake(self) -> None:
@@ -107,7 +110,7 @@ class OutboxRelay:
     async def publish_batch(self) -> tuple[int, int]:
         """Claim, publish and mark one batch. Returns (rows claimed, rows that failed to publish)."""
         target = await self._ensure_target()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._db.use() as conn, conn.transaction():
             rows = await outbox.claim_unpublished(conn, self.settings.relay_batch, self._cooling_down())
             if not rows:
                 return 0, 0
