@@ -53,7 +53,7 @@ async def _rabbitmq(url: str) -> None:
 async def _redis(url: str) -> None:
     client = aioredis.Redis.from_url(url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
     try:
-        await client.ping()
+        await client.execute_command("PING")  # ping() is typed sync-or-async in redis-py 7
     finally:
         await client.aclose()
 

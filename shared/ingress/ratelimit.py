@@ -1,7 +1,9 @@
 """Three rate-limit layers per minute: client IP, API key, account tier (all keys of an account together).
 
-Sliding-window counters from the `limits` library (a smooth limit like the contract's token bucket, O(1) per
-hit), kept in-process or in Redis when `redis_url` is set (several api replicas share the counts then).
+Each layer is a GCRA (the contract's "GCRA/token bucket") from the `throttled-py` library: N per minute with a
+burst of N, one call's worth coming back every 60/N s (no window edges where a client can fire 2N at once). The
+state (one theoretical arrival time per key) is kept in-process, or in Redis when `redis_url` is set (several
+api replicas share it then; the library updates it with one atomic script per call).
 A limit of 0 lifts that layer; `rate_limits_enabled=false` lifts all of them.
 """
 
@@ -11,11 +13,9 @@ import math
 import time
 from dataclasses import dataclass
 
-import redis.asyncio
 import structlog
-from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from throttled.asyncio import BaseStore, MemoryStore, RateLimiterType, RedisStore, Throttled, per_min
+from throttled.asyncio.rate_limiter import BaseRateLimiter
 
 from shared.db.keys import KeyRecord
 from shared.errors import RateLimited
@@ -24,6 +24,8 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 # While the shared store (Redis) fails, calls are let through (fail open) and this often logged.
 STORE_ERROR_LOG_EVERY_S = 10.0
+# In-process state: at most this many keys (least recently used ones go first).
+MEMORY_KEYS_MAX = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +33,7 @@ class LayerState:
     layer: str  # ip | key | tier
     limit: int
     remaining: int
-    reset: float  # unix time when the next call is allowed again (when depleted) or the window moves on
+    reset: float  # unix time when the next call is allowed again (when depleted) or the bucket is full again
 
 
 class RateLimitExceeded(RateLimited):
@@ -58,22 +60,12 @@ def headers(state: LayerState, *, denied: bool = False, now: float) -> dict[str,
 REDIS_TIMEOUT_S = 0.5
 
 
-def _redis_pool(settings: Settings) -> redis.asyncio.ConnectionPool | None:
+def _store(settings: Settings) -> BaseStore:
     if not settings.redis_url:
-        return None
-    return redis.asyncio.ConnectionPool.from_url(
-        settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
-    )
-
-
-def _storage(settings: Settings, pool: redis.asyncio.ConnectionPool | None) -> Storage:
-    if pool is None:
-        return MemoryStorage()
-    return RedisStorage(
-        "async+" + settings.redis_url,
-        implementation="redispy",
-        key_prefix=settings.rate_limit_redis_prefix,
-        connection_pool=pool,  # type: ignore[arg-type]  # passed through to redis.asyncio.Redis
+        return MemoryStore(options={"MAX_SIZE": MEMORY_KEYS_MAX})
+    return RedisStore(
+        server=settings.redis_url,
+        options={"SOCKET_TIMEOUT": REDIS_TIMEOUT_S, "SOCKET_CONNECT_TIMEOUT": REDIS_TIMEOUT_S},
     )
 
 
@@ -81,27 +73,28 @@ class RateLimiter:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.enabled = settings.rate_limits_enabled
-        self._redis = _redis_pool(settings) if self.enabled else None
-        self._limiter = SlidingWindowCounterRateLimiter(_storage(settings, self._redis)) if self.enabled else None
-        self._items: dict[int, RateLimitItem] = {}
+        self._store = _store(settings) if self.enabled else None
+        self._limiters: dict[int, BaseRateLimiter] = {}
         self._store_error_logged_at = 0.0
 
     async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
+        """Nothing to release: the store's connections close with the process."""
 
-    def _item(self, per_minute: int) -> RateLimitItem:
-        item = self._items.get(per_minute)
-        if item is None:
-            item = self._items[per_minute] = RateLimitItemPerMinute(per_minute)
-        return item
+    def _limiter(self, per_minute: int) -> BaseRateLimiter:
+        limiter = self._limiters.get(per_minute)
+        if limiter is None:
+            throttle = Throttled(
+                using=RateLimiterType.GCRA.value,
+                quota=per_min(per_minute, burst=per_minute),
+                store=self._store,
+                key_prefix=self._settings.rate_limit_redis_prefix,
+            )
+            limiter = self._limiters[per_minute] = throttle.limiter
+        return limiter
 
     async def _hit(self, layer: str, identifier: str, per_minute: int) -> LayerState:
-        assert self._limiter is not None
-        item = self._item(per_minute)
         try:
-            allowed = await self._limiter.hit(item, layer, identifier)
-            stats = await self._limiter.get_window_stats(item, layer, identifier)
+            result = await self._limiter(per_minute).limit(f"{layer}:{identifier}")
         except Exception as exc:
             # A rate-limit store outage must not take the API down with it: let the call through.
             now = time.monotonic()
@@ -109,10 +102,10 @@ class RateLimiter:
                 self._store_error_logged_at = now
                 log.error("rate_limit_store_failed", error=repr(exc))
             return LayerState(layer, per_minute, per_minute, time.time() + 60)
-        state = LayerState(layer, per_minute, stats.remaining if allowed else 0, stats.reset_time)
-        if not allowed:
-            raise RateLimitExceeded(state)
-        return state
+        got = result.state
+        if result.limited:
+            raise RateLimitExceeded(LayerState(layer, per_minute, 0, time.time() + got.retry_after))
+        return LayerState(layer, per_minute, got.remaining, time.time() + got.reset_after)
 
     async def check_ip(self, client_ip: str) -> LayerState | None:
         """Before authentication: the per-IP layer. Raises `RateLimitExceeded` when depleted."""

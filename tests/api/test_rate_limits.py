@@ -1,4 +1,5 @@
-"""Rate limits per IP, key and tier, with the contract's headers, in-process and shared through Redis."""
+"""Rate limits per IP, key and tier, with the contract's headers, in-process and shared through Redis; each layer
+a GCRA (a burst of N, then one call back every 60/N s)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import asyncpg
 import pytest
 import redis.asyncio
 
+from shared.ingress.ratelimit import RateLimiter, RateLimitExceeded
 from shared.settings import Settings
 from tests.api.conftest import ApiClient
 from tests.support.factories import make_account, make_key
@@ -28,15 +30,6 @@ LIMITS = {
     "relay_enabled": False,
 }
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture(autouse=True)
-async def clear_of_minute_boundary() -> None:
-    """The sliding windows are aligned to wall-clock minutes; just after a boundary the previous minute's count
-    is weighted down by rounding, so exact counts could be off by one. Start each test well inside a minute."""
-    second = time.time() % 60
-    if second > 50:
-        await asyncio.sleep(61 - second)
 
 
 def fresh_ip() -> dict[str, str]:
@@ -127,3 +120,40 @@ async def test_limits_are_shared_through_redis(
         async for k in store.scan_iter(match=f"{prefix}*"):
             await store.delete(k)
         await store.aclose()
+
+
+@pytest.mark.parametrize("redis_url", [None, REDIS_URL], ids=["in-process", "redis"])
+async def test_each_layer_is_a_gcra_a_burst_then_one_call_per_interval(
+    settings: Settings, redis_url: str | None
+) -> None:
+    """120/min: 120 calls at once, then one call back every 0.5 s — not a fresh 120 at the next minute (a fixed
+    window) and not nothing until a window slides by (a counter)."""
+    limiter = RateLimiter(
+        settings.model_copy(
+            update={
+                **LIMITS,
+                "rate_limit_ip_per_min": 120,
+                "redis_url": redis_url,
+                "rate_limit_redis_prefix": f"pftest-{uuid.uuid4().hex[:10]}",
+            }
+        )
+    )
+    ip = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    states = [await limiter.check_ip(ip) for _ in range(120)]
+    assert [s.remaining for s in states if s is not None] == list(range(119, -1, -1))
+    with pytest.raises(RateLimitExceeded) as denied:
+        await limiter.check_ip(ip)
+    now = time.time()
+    assert denied.value.state.layer == "ip"
+    assert 0 < denied.value.state.reset - now <= 0.5 + 0.05  # the next call in at most one interval
+    await asyncio.sleep(0.6)
+    assert await limiter.check_ip(ip) is not None  # one interval later: exactly one call more
+    with pytest.raises(RateLimitExceeded):
+        await limiter.check_ip(ip)
+    await limiter.close()
+
+
+async def test_a_failing_store_lets_calls_through(settings: Settings) -> None:
+    limiter = RateLimiter(settings.model_copy(update={**LIMITS, "redis_url": "redis://127.0.0.1:1/0"}))
+    states = [await limiter.check_ip("203.0.113.9") for _ in range(10)]  # limit 5: all through while Redis is down
+    assert all(s is not None and s.remaining == s.limit for s in states)
