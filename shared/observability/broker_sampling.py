@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractConnection
 
 from shared.messaging import topology
 from shared.observability import metrics
+from shared.periodic import Periodic
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -24,10 +25,8 @@ log = structlog.get_logger(__name__)
 class QueueDepthSampler:
     def __init__(self, settings: Settings, interval_s: float) -> None:
         self._settings = settings
-        self._interval_s = interval_s
         self._connection: AbstractConnection | None = None
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("queue-depth-sampler", self.sample_once, every=lambda: interval_s)
 
     async def sample_once(self) -> None:
         try:
@@ -58,14 +57,10 @@ class QueueDepthSampler:
                 await channel.close()
 
     async def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="queue-depth-sampler")
+        await self._loop.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+        await self._loop.stop()
         await self._close()
 
     async def _close(self) -> None:
@@ -73,9 +68,3 @@ class QueueDepthSampler:
         if connection is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5)
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            await self.sample_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval_s)

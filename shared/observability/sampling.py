@@ -5,8 +5,6 @@ A failed sample is logged and skipped: the gauge keeps its last value and readin
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -15,6 +13,7 @@ import structlog
 from shared.db import observability as sql
 from shared.db.types import Conn
 from shared.observability import metrics
+from shared.periodic import Periodic
 
 Sample = Callable[[Conn], Awaitable[None]]
 
@@ -48,9 +47,7 @@ class Sampler:
     def __init__(self, pool: asyncpg.Pool, samples: list[Sample], interval_s: float) -> None:
         self._pool = pool
         self._samples = samples
-        self._interval_s = interval_s
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("metrics-sampler", self.sample_once, every=lambda: interval_s)
 
     async def sample_once(self) -> None:
         try:
@@ -61,17 +58,7 @@ class Sampler:
             log.warning("metrics_sample_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def start(self) -> None:
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="metrics-sampler")
+        await self._loop.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            await self.sample_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
+        await self._loop.stop()

@@ -33,6 +33,7 @@ import structlog
 
 from shared.db import webhook_retention as sql
 from shared.db.types import Conn
+from shared.periodic import Periodic
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -115,33 +116,27 @@ class RetentionTask:
         self.settings = settings
         self.pool = pool
         self.runs = 0
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        interval = settings.webhook_purge_interval_s
+        self._loop = Periodic(
+            "webhook-retention",
+            self.run_once,
+            every=lambda: interval * random.uniform(0.9, 1.1),
+            first_delay=random.uniform(0.5, 1.0) * min(interval, 60.0),
+        )
 
     async def start(self) -> None:
         if self.settings.webhook_retention_days <= 0:
             log.info("webhook_purge_off")
             return
-        self._stop.clear()
-        self._task = asyncio.create_task(self._run(), name="webhook-retention")
+        await self._loop.start()
 
     async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        interval = self.settings.webhook_purge_interval_s
-        delay = random.uniform(0.5, 1.0) * min(interval, 60.0)
-        while not await self._stopped_within(delay):
-            await self.run_once()
-            delay = interval * random.uniform(0.9, 1.1)
+        await self._loop.stop()
 
     async def run_once(self) -> PurgeReport | None:
         try:
             older_than = retention(self.settings)
-            report = await purge(self.pool.acquire, self.settings, older_than=older_than, stop=self._stop)
+            report = await purge(self.pool.acquire, self.settings, older_than=older_than, stop=self._loop.stopping)
         except RetentionTooShort as exc:
             log.error("webhook_purge_refused", error=str(exc))
             return None
@@ -155,8 +150,3 @@ class RetentionTask:
             log.info("webhook_purge_done", events=report.events, deliveries=report.deliveries,
                      attempts=report.attempts, batches=report.batches)  # fmt: skip
         return report
-
-    async def _stopped_within(self, seconds: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
-        return self._stop.is_set()

@@ -1,0 +1,50 @@
+"""A background task that runs one step now (or after a first delay) and again every interval until stopped.
+
+    loop = Periodic("metrics-sampler", sample_once, every=lambda: 15.0)
+    await loop.start()      # returns at once
+    ...
+    await loop.stop()       # wakes it from its wait, lets a running step finish
+
+The step handles its own errors (a sampler logs and keeps its last values, a purge logs and retries next
+time); `stopping` is set by `stop()`, for steps that check it between batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+
+class Periodic:
+    def __init__(
+        self, name: str, step: Callable[[], Awaitable[object]], *, every: Callable[[], float], first_delay: float = 0.0
+    ) -> None:
+        self._name = name
+        self._step = step
+        self._every = every
+        self._first_delay = first_delay
+        self.stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.stopping.clear()
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = self._first_delay
+        while not await self._stopped_within(delay):
+            await self._step()
+            delay = self._every()
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), seconds)
+        return self.stopping.is_set()
