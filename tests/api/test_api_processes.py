@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import time
 import uuid
 from pathlib import Path
 
@@ -16,25 +14,13 @@ import asyncpg
 from shared.settings import Settings
 from tests.api.conftest import ApiClient, ledger_clean
 from tests.support.factories import make_customer, make_service
-from tests.support.processes import ApiProcess
+from tests.support.messaging import eventually
+from tests.support.processes import ApiProcess, pid_alive
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-async def _until_logged(log_path: Path, event: str, count: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        lines = (await asyncio.to_thread(log_path.read_text)).splitlines()
-        if sum(1 for line in lines if line.startswith("{") and json.loads(line).get("event") == event) >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{count} x {event} not logged within {timeout_s}s")
+async def _logged(log_path: Path, event: str) -> int:
+    lines = (await asyncio.to_thread(log_path.read_text)).splitlines()
+    return sum(1 for line in lines if line.startswith("{") and json.loads(line).get("event") == event)
 
 
 async def test_two_processes_share_the_port_and_stop_together(
@@ -45,8 +31,12 @@ async def test_two_processes_share_the_port_and_stop_together(
     log_path = logs_dir / "api-processes.log"
     process = await ApiProcess(settings, log_path, api_processes=2).started()
     assert process.proc is not None
+
     # /healthz answers as soon as one child serves: wait for both, so the signal below finds both serving.
-    await _until_logged(log_path, "relay_started", 2)
+    async def both_serving() -> bool:
+        return await _logged(log_path, "relay_started") >= 2
+
+    await eventually(both_serving, timeout=30)
     request_ids = [uuid.uuid4().hex for _ in range(40)]
     # A connection per request: the kernel spreads new connections over both processes.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
@@ -72,5 +62,5 @@ async def test_two_processes_share_the_port_and_stop_together(
     started = [e for e in events if e.get("event") == "api_processes_started"]
     assert len(started) == 1
     assert len(started[0]["pids"]) == 2
-    assert not any(_alive(pid) for pid in started[0]["pids"])
+    assert not any(pid_alive(pid) for pid in started[0]["pids"])
     assert sum(1 for e in events if e.get("event") == "relay_started") == 2

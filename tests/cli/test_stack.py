@@ -4,7 +4,6 @@ receiver prints the signed deliveries of its status changes; SIGTERM stops every
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -18,7 +17,7 @@ import pytest
 from shared.settings import Settings
 from tests.cli.conftest import run_cli
 from tests.support.isolation import delete_amqp_names
-from tests.support.processes import free_port, settings_env
+from tests.support.processes import free_port, pid_alive, settings_env
 
 
 @pytest.fixture
@@ -103,12 +102,4 @@ def test_make_run_demo_order_goes_to_completed_and_the_receiver_verifies_its_web
         code = proc.wait(timeout=40)
     assert code == 0, out.read_text()[-4000:]
     assert not list(run.glob("*.pid"))
-    assert [name for name, pid in pids.items() if alive(pid)] == []
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    assert [name for name, pid in pids.items() if pid_alive(pid)] == []
