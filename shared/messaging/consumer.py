@@ -5,7 +5,8 @@
     ...
     await consumer.stop()           # stop taking messages, let in-flight handlers finish, disconnect
 
-Acknowledgement follows the handler: ack after it returns (it has committed its own transaction), nack with
+Acknowledgement follows the handler: ack after it returns (it has committed its own transaction; handlers that
+finish together are acked with one frame, `shared/messaging/acks.py`), nack with
 requeue when it raises (any exception, after a pause growing with the delivery count), so the quorum
 queue's `x-delivery-limit` dead-letters a poison message after that many deliveries; a message that cannot
 be parsed at all (not JSON, no event id) is dead-lettered at once.
@@ -34,6 +35,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from prometheus_client import Counter
 
 from shared.messaging import topology
+from shared.messaging.acks import AckBatcher
 from shared.messaging.backoff import Backoff
 from shared.messaging.envelope import Envelope, MalformedMessage, parse_message
 from shared.observability import metrics
@@ -111,7 +113,8 @@ class Consumer:
             await channel.set_qos(prefetch_count=self.prefetch)
             await topology.declare(channel, self.settings)
             queue = await channel.get_queue(self.queue_name, ensure=True)
-            tag = await queue.consume(self._on_message)
+            acks = AckBatcher(await channel.get_underlay_channel(), self.queue)
+            tag = await queue.consume(functools.partial(self._on_message, acks=acks))
             self.consuming.set()
             backoff.reset()
             log.info("consumer_started", queue=self.queue, prefetch=self.prefetch)
@@ -119,6 +122,7 @@ class Consumer:
             if self._stopping.is_set() and not lost.is_set():
                 await self._unsubscribe(queue, tag)
                 await self._drain(self._timeout)
+                await acks.close()
             else:
                 log.warning("consumer_connection_lost", queue=self.queue, in_flight=len(self._in_flight))
         finally:
@@ -141,21 +145,22 @@ class Consumer:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: AbstractIncomingMessage, *, acks: AckBatcher) -> None:
         # Our own task, shielded: closing the channel cancels aio-pika's delivery tasks, and a broker blip
         # must not interrupt a handler half way (e.g. during an upstream call).
-        task = asyncio.create_task(self._handle(message))
+        task = asyncio.create_task(self._handle(message, acks))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
         await asyncio.shield(task)
 
-    async def _handle(self, message: AbstractIncomingMessage) -> None:
+    async def _handle(self, message: AbstractIncomingMessage, acks: AckBatcher) -> None:
         try:
             envelope = parse_message(message)
         except MalformedMessage as exc:
             log.error("message_malformed", queue=self.queue, message_id=message.message_id, error=str(exc))
             metrics.MESSAGES_CONSUMED.labels(queue=self.queue, event_type=metrics.OTHER, outcome="reject").inc()
             await self._settle(message.reject(requeue=False), message, "reject")
+            acks.settled(message.delivery_tag)
             return
         # Bound and reset by hand: the context manager costs several times as much, once per message.
         tokens = structlog.contextvars.bind_contextvars(
@@ -171,10 +176,11 @@ class Consumer:
                 sentry_sdk.capture_exception(exc)
                 await self._pause_before_retry(envelope.delivery_count)
                 await self._settle(message.nack(requeue=True), message, "nack")
+                acks.settled(message.delivery_tag)
                 return
             self.handled_total += 1
             self._count(envelope, "ack")
-            await self._settle(message.ack(), message, "ack")
+            acks.handled(message.delivery_tag)
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import time
 import uuid
 
@@ -13,7 +15,7 @@ import structlog
 from shared.messaging import topology
 from shared.messaging.consumer import Consumer
 from shared.messaging.dlq import list_dead_letters, replay_dead_letters
-from shared.messaging.envelope import Envelope
+from shared.messaging.envelope import Envelope, build_message
 from shared.settings import Settings
 from tests.support.isolation import delete_amqp_names
 from tests.support.messaging import eventually, publish_event, publish_raw, queue_depth
@@ -240,3 +242,75 @@ async def _queue_exists(settings: Settings) -> bool:
     except Exception:
         return False
     return True
+
+
+async def test_a_slow_handler_does_not_hold_back_the_acks_of_the_others(msettings: Settings) -> None:
+    # Prefetch 2: were the others' acks held back behind the blocked message, the broker would stop after one.
+    handler = BlockFirst()
+    consumer = await _started(msettings, handler, prefetch=2)
+    try:
+        first = await publish_event(msettings, "order.placed", {"order": 0})
+        await eventually(lambda: _seen(handler, 1))
+        for n in range(1, 6):
+            await publish_event(msettings, "order.placed", {"order": n})
+        await eventually(lambda: _handled(consumer, 5))
+        assert first not in handler.finished
+        handler.unblock.set()
+        await eventually(lambda: _handled(consumer, 6))
+    finally:
+        await consumer.stop()
+    assert await queue_depth(msettings, topology.queue_name(msettings, QUEUE)) == 0
+
+
+class BlockFirst(Recorder):
+    """Blocks the first message's handler until `unblock` is set; the others pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unblock = asyncio.Event()
+
+    async def __call__(self, envelope: Envelope) -> None:
+        self.seen.append(envelope)
+        if len(self.seen) == 1:
+            await self.unblock.wait()
+        self.finished.append(envelope.event_id)
+
+
+async def _seen(handler: Recorder, count: int) -> bool:
+    return len(handler.seen) >= count
+
+
+async def test_handlers_finishing_in_any_order_are_each_acked_once(msettings: Settings) -> None:
+    # A double ack or an ack of an unknown tag closes the channel: the consumer would reconnect and the broker
+    # redeliver, so more handler calls than messages, or a redelivered one, would show it.
+    rng = random.Random(7)
+
+    async def handle(envelope: Envelope) -> None:
+        seen.append(envelope)
+        await asyncio.sleep(rng.choice((0, 0, 0.001, 0.005, 0.02)))
+
+    seen: list[Envelope] = []
+    consumer = Consumer(msettings, QUEUE, handle, prefetch=64)
+    await consumer.start()
+    await consumer.wait_consuming(15)
+    try:
+        connection = await aio_pika.connect(msettings.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            exchange = await topology.declare(channel, msettings)
+            for n in range(400):
+                message = build_message(
+                    event_id=uuid.uuid4(),
+                    event_type="order.placed",
+                    payload_json=json.dumps({"order": n}),
+                    correlation_id=None,
+                )
+                await exchange.publish(message, routing_key="order.placed")
+        await eventually(lambda: _handled(consumer, 400), timeout=30)
+        await asyncio.sleep(0.5)  # a redelivery would arrive meanwhile
+    finally:
+        await consumer.stop()
+    assert consumer.handled_total == 400
+    assert len(seen) == 400
+    assert not any(e.redelivered for e in seen)
+    assert await queue_depth(msettings, topology.queue_name(msettings, QUEUE)) == 0
