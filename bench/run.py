@@ -190,17 +190,18 @@ def _process_table() -> list[tuple[int, int, str]]:
     return table
 
 
-def cpu_snapshot(root_pid: int) -> dict[str, float]:
-    """CPU seconds used so far by the process tree of `root_pid` (ours), by Postgres and by RabbitMQ. On a shared
-    machine the Postgres and RabbitMQ figures include whatever else uses those servers meanwhile."""
+def cpu_snapshot(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process tree (a root pid and its descendants: the api's children
+    with PANELFLOW_API_PROCESSES), by Postgres and by RabbitMQ. On a shared machine the Postgres and RabbitMQ
+    figures include whatever else uses those servers meanwhile."""
     table = _process_table()
-    tree = {root_pid}
-    for _ in range(3):  # the api's children (PANELFLOW_API_PROCESSES) and theirs
-        tree |= {pid for pid, parent, _ in table if parent in tree}
-    totals = {"ours": 0.0, "postgres": 0.0, "rabbitmq": 0.0}
+    owner: dict[int, str] = {pid: name for name, pid in roots.items()}
+    for _ in range(3):  # children and theirs
+        owner |= {pid: owner[parent] for pid, parent, _ in table if parent in owner and pid not in owner}
+    totals = dict.fromkeys([*roots, "postgres", "rabbitmq"], 0.0)
     for pid, _, name in table:
         group = (
-            "ours" if pid in tree
+            owner.get(pid) if pid in owner
             else "postgres" if name.startswith("postgres")
             else "rabbitmq" if name in ("beam.smp", "erl_child_setup")
             else None
@@ -365,10 +366,10 @@ async def bench(opts: Options) -> dict[str, Any]:
             await ceiling_app.wait_http(f"http://127.0.0.1:{port}/healthz")
             if opts.warmup:
                 await asyncio.to_thread(load, port, many_file, opts.warmup)
-            before = cpu_snapshot(ceiling_app.proc.pid)
+            before = cpu_snapshot({"ours": ceiling_app.proc.pid})
             ceiling = summarise(await asyncio.to_thread(load, port, many_file, opts.duration))
             ceiling["cpu_us_per_request"] = cpu_per_request(
-                before, cpu_snapshot(ceiling_app.proc.pid), ceiling["successes"]
+                before, cpu_snapshot({"ours": ceiling_app.proc.pid}), ceiling["successes"]
             )
         finally:
             ceiling_app.stop()
@@ -385,11 +386,11 @@ async def bench(opts: Options) -> dict[str, Any]:
                         await asyncio.to_thread(load, port, keys_file, opts.warmup)
                         await asyncio.sleep(1.0)  # let the warm-up's last orders land before counting
                     before = await order_count(conn)
-                    before_cpu = cpu_snapshot(api.proc.pid)
+                    before_cpu = cpu_snapshot({"ours": api.proc.pid})
                     runs[name] = summarise(await asyncio.to_thread(load, port, keys_file, opts.duration))
                     # Where the machine's CPU went per order (api incl. its relay, Postgres, RabbitMQ).
                     runs[name]["cpu_us_per_request"] = cpu_per_request(
-                        before_cpu, cpu_snapshot(api.proc.pid), runs[name]["successes"]
+                        before_cpu, cpu_snapshot({"ours": api.proc.pid}), runs[name]["successes"]
                     )
                     await check(conn, before, runs[name], opts.connections)
                 return runs

@@ -5,10 +5,20 @@ events from the outbox (standalone relay → RabbitMQ → ingest → leased send
 `.venv/bin/python -m bench.webhooks [--events 20000] [--rate 200] [--duration 10] [--accounts 5]`;
 `run_webhooks()` is the function a combined benchmark calls.
 
+(0) Ceiling: a bare sender process (`--bare-send`, internal: aiohttp, the same signed body and headers, the
+dispatcher's connection limit, no database and no broker) posting `--events` requests to the same receiver;
+the most one Python process can hand this receiver on this machine.
+
 (1) Throughput: `--events` outbox rows inserted in batches as fast as possible; deliveries/s counted at the
-receiver from its first to its last arrival. (2) Latency: events committed one per transaction at a steady
-`--rate` for `--duration` seconds; the latency is the commit (wall clock just after COMMIT returned) to the
-receiver's hand (wall clock when its handler ran), p50/p99. Verifies that every event reached its account's
+receiver from its first to its last arrival, their ratio to the ceiling, and the CPU microseconds per delivery
+of each process (dispatcher, relay, receiver, Postgres, RabbitMQ), which say more than a rate on a shared
+machine.
+
+(2) Latency: events committed one per transaction at a steady `--rate` for `--duration` seconds; the latency
+is the commit (wall clock just after COMMIT returned) to the receiver's hand (wall clock when its handler
+ran), p50/p99.
+
+Verifies that every event reached its account's
 endpoint exactly once (by `webhook-id`) and that no delivery is left unfinished. Its own database
 (`panelflow_bench_webhooks`) and AMQP prefix; every process it starts is stopped and its names removed.
 Prints one JSON object and writes bench/results/webhooks-<timestamp>.json. The receiver runs in a process of
@@ -39,7 +49,16 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from bench.run import RESULTS, Child, delete_amqp_names, free_port, machine_info, wait_log
+from bench.run import (
+    RESULTS,
+    Child,
+    cpu_per_request,
+    cpu_snapshot,
+    delete_amqp_names,
+    free_port,
+    machine_info,
+    wait_log,
+)
 from shared.db import accounts, outbox
 from shared.db.migrate import migrate
 from shared.db.pool import connect, create_pool, drop_database, ensure_database, with_database
@@ -48,8 +67,10 @@ from shared.domain.lifecycle import OrderView, status_payload
 from shared.domain.statuses import OrderState
 from shared.logging import configure_logging
 from shared.settings import Settings
+from shared.webhooks import signing
 from shared.webhooks.endpoints import add_endpoint
 from shared.webhooks.secretbox import SecretBox
+from shared.webhooks.sender import USER_AGENT, message_body
 from shared.webhooks.ssrf import AddressGuard
 
 DATABASE = "panelflow_bench_webhooks"
@@ -61,6 +82,7 @@ DISPATCHER_ENV = {
     "PANELFLOW_WEBHOOK_ENDPOINT_RATE_PER_S": "0",
     "PANELFLOW_LOG_LEVEL": "INFO",  # production's level: one `webhook_attempt` line per send is part of the cost
 }
+CEILING_PATH = "/_ceiling"  # the bare sender's requests; not deliveries, left out of the verification
 TARGET_PER_S = 1000.0
 TARGET_P99_MS = 1000.0
 STATES = (OrderState.IN_PROGRESS, OrderState.PROCESSING, OrderState.COMPLETED)
@@ -214,6 +236,57 @@ def status_event(account_id: int, n: int) -> Event:
     return Event(EventType.ORDER_STATUS_CHANGED, payload, f"whbench-{n}")
 
 
+# --- the ceiling: a bare sender ------------------------------------------------------------------------------
+
+
+async def _bare_send(port: int, n: int, concurrency: int) -> None:
+    """Post `n` signed sample bodies to the receiver, `concurrency` at a time; print its CPU seconds as JSON."""
+    secret = signing.generate_secret()
+    body = message_body("order.status_changed", datetime.now(UTC), dict(status_event(1, 0).payload))
+    url = f"http://{RECEIVER_HOST}:{port}{CEILING_PATH}"
+    numbers = iter(range(n))
+    cpu = time.process_time()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def lane() -> None:
+            for i in numbers:
+                headers = {
+                    **signing.sign_headers([secret], f"ceiling-{i}", body),
+                    "content-type": "application/json",
+                    "user-agent": USER_AGENT,
+                }
+                async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+                    await resp.read()
+
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+    print(json.dumps({"requests": n, "cpu_s": time.process_time() - cpu}))
+
+
+def bare_send(port: int, n: int, concurrency: int) -> None:
+    import uvloop
+
+    uvloop.run(_bare_send(port, n, concurrency))
+
+
+async def run_ceiling(client: ReceiverClient, port: int, n: int, concurrency: int) -> dict[str, Any]:
+    start = await client.count()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.webhooks", "--bare-send", str(port), str(n), str(concurrency),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the bare sender failed ({proc.returncode})")
+    hits = await client.hits(start)
+    span = hits[-1][2] - hits[0][2] if len(hits) > 1 else 0.0
+    return {
+        "requests": len(hits),
+        "deliveries_per_s": round((len(hits) - 1) / span, 1) if span > 0 else 0.0,
+        "cpu_us_per_request": round(json.loads(out)["cpu_s"] / max(len(hits), 1) * 1e6, 1),
+        "concurrency": concurrency,
+    }
+
+
 # --- the phases ----------------------------------------------------------------------------------------------
 
 
@@ -324,12 +397,19 @@ async def run_webhooks(opts: Options | None = None) -> dict[str, Any]:
             if not await client.wait_for(len(warm) * per_event):
                 raise RuntimeError(f"warm-up deliveries stalled; see {logs}")
 
+            # (0) the ceiling, while nothing else runs
+            ceiling = await run_ceiling(client, port, opts.events, settings.webhook_max_in_flight)
+            await asyncio.sleep(1.0)
+
             # (1) throughput
             start = await client.count()
             burst = make(opts.events, len(warm))
+            roots = {"dispatcher": dispatcher.proc.pid, "relay": relay.proc.pid, "receiver": receiver.proc.pid}
+            cpu_before = cpu_snapshot(roots)
             began_wall = time.time()
             insert_s = await insert_batches(pool, burst, opts.batch)
             complete = await client.wait_for(start + len(burst) * per_event)
+            cpu_after = cpu_snapshot(roots)
             hits = (await client.hits(start))[: len(burst) * per_event]
             span = hits[-1][2] - hits[0][2] if len(hits) > 1 else 0.0
             throughput: dict[str, Any] = {
@@ -337,11 +417,16 @@ async def run_webhooks(opts: Options | None = None) -> dict[str, Any]:
                 "deliveries": len(hits),
                 "deliveries_per_s": round((len(hits) - 1) / span, 1) if span > 0 else 0.0,
                 "first_to_last_s": round(span, 3),
+                # The CPU of the inserts (bench process) and of the wait's polling are left out, but for
+                # Postgres's share of the inserts.
+                "cpu_us_per_delivery": cpu_per_request(cpu_before, cpu_after, len(hits)),
                 "insert_s": round(insert_s, 3),
                 "first_insert_to_last_delivery_s": round(hits[-1][2] - began_wall, 3) if hits else None,
                 "complete": complete,
                 "load_avg_1m_after": os.getloadavg()[0],
             }
+            if ceiling["deliveries_per_s"]:
+                throughput["ratio_to_ceiling"] = round(throughput["deliveries_per_s"] / ceiling["deliveries_per_s"], 3)
 
             # (2) latency at a steady rate
             await asyncio.sleep(1.0)  # let any straggler of (1) land before counting again
@@ -364,7 +449,7 @@ async def run_webhooks(opts: Options | None = None) -> dict[str, Any]:
 
             # Late duplicates would show up now: look once more after a pause, then check everything.
             await asyncio.sleep(2.0)
-            every = await client.hits(0)
+            every = [hit for hit in await client.hits(0) if not hit[0].startswith(CEILING_PATH)]
         once = check_once(every, expected_pairs(warm + burst + steady, paths))
         async with pool.acquire() as c:
             unfinished = await c.fetchval("SELECT count(*) FROM webhook_deliveries WHERE status <> 'succeeded'")
@@ -382,6 +467,7 @@ async def run_webhooks(opts: Options | None = None) -> dict[str, Any]:
     s = settings
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ceiling": ceiling,
         "throughput": throughput,
         "latency": latency,
         "verification": once,
@@ -436,9 +522,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=d.warmup, help="events sent before measuring")
     parser.add_argument("--keep-db", action="store_true", help=f"keep the {DATABASE} database afterwards")
     parser.add_argument("--serve-receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-send", type=int, nargs=3, metavar=("PORT", "N", "CONCURRENCY"), help=argparse.SUPPRESS)
     a = parser.parse_args()
     if a.serve_receiver is not None:
         serve_receiver(a.serve_receiver)
+        return
+    if a.bare_send is not None:
+        bare_send(*a.bare_send)
         return
     opts = Options(
         a.events, a.batch, a.rate, a.duration, a.accounts, a.endpoints_per_account, max(1, a.warmup), a.keep_db
