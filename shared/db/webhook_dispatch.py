@@ -21,7 +21,7 @@ class IncomingEvent:
     id: uuid.UUID
     account_id: int
     type: str
-    data: dict[str, Any]
+    data: str  # JSON text
     endpoint_id: int | None = None
 
 
@@ -67,11 +67,11 @@ class Finish:
 # FOR NO KEY UPDATE does not conflict with it, so fan-out and sending do not wait for each other.
 INGEST_EVENTS = """
 WITH incoming AS (
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], $5::bigint[])
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])
         AS i (id, account_id, type, data, endpoint_id)
 ), stored AS (
     INSERT INTO webhook_events (id, account_id, type, data, endpoint_id)
-    SELECT id, account_id, type, data, endpoint_id FROM incoming ORDER BY id
+    SELECT id, account_id, type, data::jsonb, endpoint_id FROM incoming ORDER BY id
     ON CONFLICT (id) DO NOTHING
 ), targets AS MATERIALIZED (
     SELECT e.id, e.account_id, e.events, e.enabled FROM webhook_endpoints e

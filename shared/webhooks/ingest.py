@@ -26,12 +26,10 @@ log = structlog.get_logger(__name__)
 _DATA_JSON = json.JSONEncoder(default=str)
 
 
-def event_data(payload: dict[str, Any]) -> dict[str, Any]:
-    """The body's `data`: the payload without the routing field, money kept as the strings it was sent as."""
-    data = {k: v for k, v in payload.items() if k != "account_id"}
-    # Decimal (and anything else not JSON-native) as its string, the contract's form for money.
-    loaded: dict[str, Any] = json.loads(_DATA_JSON.encode(data))
-    return loaded
+def event_data(payload: dict[str, Any]) -> str:
+    """The body's `data` as JSON text: the payload without the routing field, money kept as the strings it was
+    sent as (Decimal and anything else not JSON-native as its string). Stored as JSONB from the text as is."""
+    return _DATA_JSON.encode({k: v for k, v in payload.items() if k != "account_id"})
 
 
 def incoming_event(*, event_id: uuid.UUID, event_type: str, payload: dict[str, Any]) -> db.IncomingEvent:
