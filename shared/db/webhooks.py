@@ -158,7 +158,8 @@ async def replay(
 
     Events the endpoint already had a delivery for are re-sent (same `webhook-id`) with a fresh schedule;
     events it was not subscribed to when they happened are included when it subscribes to them now.
-    Deliveries already queued are left as they are.
+    Deliveries already queued are left as they are. The events are locked (KEY SHARE) as they are read: an
+    event the retention purge is deleting right now is waited for and then left out, not failed on.
     """
     status = await conn.execute(
         """
@@ -170,6 +171,7 @@ async def replay(
           AND ($3::uuid IS NULL OR ev.id = $3) AND ($4::timestamptz IS NULL OR ev.created_at >= $4)
           AND (ev.endpoint_id = e.id OR (ev.endpoint_id IS NULL AND ev.type = ANY (e.events))
                OR EXISTS (SELECT 1 FROM webhook_deliveries x WHERE x.endpoint_id = e.id AND x.event_id = ev.id))
+        FOR KEY SHARE OF ev
         ON CONFLICT (endpoint_id, event_id) DO UPDATE
             SET status = 'pending', step = 0, next_attempt_at = now(), lease_token = NULL, updated_at = now()
             WHERE webhook_deliveries.status <> 'pending'

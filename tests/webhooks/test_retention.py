@@ -11,6 +11,8 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
+from shared.db import webhook_retention as purge_sql
+from shared.db import webhooks as webhooks_sql
 from shared.settings import Settings
 from shared.webhooks import retention
 from shared.webhooks.runtime import WebhookService
@@ -218,3 +220,27 @@ async def test_cli_purge(pool: asyncpg.Pool, wh_settings: Settings, scene: dict[
     bad = await panelflow(wh_settings, "purge", "--older-than", "-1")
     assert bad.returncode == 2
     assert "positive number of days" in bad.stderr
+
+
+async def test_a_replay_racing_the_purge_of_its_event_replays_nothing_and_fails_nothing(
+    pool: asyncpg.Pool, wh_settings: Settings, account: int, scene: dict[str, uuid.UUID]
+) -> None:
+    # The purge has locked and deleted an old event, not committed yet; a replay of it waits, then finds it gone
+    # (without the lock in the replay, its insert would fail on the foreign key once the purge commits).
+    event = scene["old_succeeded"]
+    async with pool.acquire() as conn:
+        endpoint = await conn.fetchval("SELECT min(endpoint_id) FROM webhook_deliveries WHERE event_id = $1", event)
+    async with pool.acquire() as purger, pool.acquire() as replayer:
+        purge = purger.transaction()
+        await purge.start()
+        cutoff = await purge_sql.cutoff_before(purger, retention.retention(wh_settings, 30).total_seconds())
+        batch = await purge_sql.purge_batch(purger, cutoff=cutoff, after=purge_sql.START, limit=1000)
+        assert batch.events >= 1
+        replay = asyncio.create_task(
+            webhooks_sql.replay(replayer, endpoint_id=endpoint, account_id=account, event_id=event, since=None)
+        )
+        await asyncio.sleep(0.3)
+        assert not replay.done()  # waiting for the purge
+        await purge.commit()
+        assert await asyncio.wait_for(replay, 10) == 0
+    assert await present(pool, event) == (False, [], 0)
