@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -19,7 +19,7 @@ from shared.db.pool import connect, create_pool, drop_database, ensure_database,
 from shared.settings import Settings
 from tests.support.factories import PROVIDER_KEY_ENCRYPTION_KEY
 from tests.support.isolation import delete_amqp_names
-from tests.support.processes import ApiProcess
+from tests.support.processes import ApiProcess, stop_leftovers
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -27,6 +27,12 @@ RUN_ID = uuid.uuid4().hex[:10]
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests that stop shared services run last, so a slow restart cannot disturb the others.
     items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_outlives_the_run() -> Iterator[None]:
+    yield
+    stop_leftovers()
 
 
 @pytest.fixture(scope="session")

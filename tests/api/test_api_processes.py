@@ -31,24 +31,26 @@ async def test_two_processes_share_the_port_and_stop_together(
     log_path = logs_dir / "api-processes.log"
     process = await ApiProcess(settings, log_path, api_processes=2).started()
     assert process.proc is not None
+    try:
+        # /healthz answers as soon as one child serves: wait for both, so the signal below finds both serving.
+        async def both_serving() -> bool:
+            return await _logged(log_path, "relay_started") >= 2
 
-    # /healthz answers as soon as one child serves: wait for both, so the signal below finds both serving.
-    async def both_serving() -> bool:
-        return await _logged(log_path, "relay_started") >= 2
-
-    await eventually(both_serving, timeout=30)
-    request_ids = [uuid.uuid4().hex for _ in range(40)]
-    # A connection per request: the kernel spreads new connections over both processes.
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
-        client = ApiClient(http, process.url)
-        replies = await asyncio.gather(
-            *(
-                client.call(key, "add", service=service_id, link="https://x.test/a", quantity=100, request_id=rid)
-                for rid in request_ids + request_ids  # every request twice: one order each all the same
+        await eventually(both_serving, timeout=30)
+        request_ids = [uuid.uuid4().hex for _ in range(40)]
+        # A connection per request: the kernel spreads new connections over both processes.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            client = ApiClient(http, process.url)
+            replies = await asyncio.gather(
+                *(
+                    client.call(key, "add", service=service_id, link="https://x.test/a", quantity=100, request_id=rid)
+                    for rid in request_ids + request_ids  # every request twice: one order each all the same
+                )
             )
-        )
-    process.proc.send_signal(signal.SIGTERM)
-    assert await asyncio.to_thread(process.proc.wait, 30) == 0
+        process.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.proc.wait, 30) == 0
+    finally:
+        process.stop()
 
     assert all(r.status == 200 for r in replies), [r.body for r in replies if r.status != 200]
     ids = [r.body["order"] for r in replies]

@@ -67,6 +67,17 @@ def _reveal(value: Any, dumped: Any) -> Any:
     return dumped
 
 
+# Every child a test started: the session stops what is left, so a test failing before it stopped its own
+# children leaves nothing running after the run.
+_STARTED: list[ManagedProcess] = []
+
+
+def stop_leftovers() -> None:
+    for process in _STARTED:
+        process.stop(timeout=10)
+    _STARTED.clear()
+
+
 class ManagedProcess:
     """One child process with its log captured to a file."""
 
@@ -88,6 +99,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
+        _STARTED.append(self)
         return self
 
     @property
