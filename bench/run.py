@@ -32,7 +32,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import aiohttp
 import asyncpg
 
@@ -42,6 +41,7 @@ from shared.db.migrate import migrate
 from shared.db.pool import connect, drop_database, ensure_database, with_database
 from shared.logging import configure_logging
 from shared.messaging import topology
+from shared.messaging.connection import connect as connect_amqp
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,7 +283,7 @@ async def check(conn: asyncpg.Connection, before: int, result: dict[str, Any], c
 
 async def delete_amqp_names(settings: Settings) -> None:
     try:
-        connection = await aio_pika.connect(settings.amqp_url)
+        connection = await connect_amqp(settings.amqp_url, timeout=10)
     except Exception as exc:  # the benchmark's numbers stand without it; say what is left behind
         print(f"could not remove the bench's RabbitMQ queues ({settings.amqp_prefix}.*): {exc}", file=sys.stderr)
         return

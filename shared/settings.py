@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     relay_enabled: bool = True
     relay_batch: int = 500
     relay_poll_s: float = 1.0
+    # Published outbox rows are deleted this many hours after they were published (kept meanwhile to look into
+    # what was sent); unpublished rows never. Every relay purges every outbox_purge_interval_s (±10 %), in
+    # transactions of at most outbox_purge_batch rows; 0 turns the periodic purge off.
+    outbox_retention_hours: float = 168.0
+    outbox_purge_interval_s: float = 600.0
+    outbox_purge_batch: int = 5000
 
     # --- observability -------------------------------------------------------------------------------
     log_level: str = "INFO"

@@ -34,6 +34,7 @@ GROUPS: tuple[str, ...] = (
     "shared.cli.demo",
     "shared.cli.orders_cmd",
     "shared.cli.dlq_cmd",
+    "shared.cli.outbox_cmd",
     "shared.cli.webhooks_cmd",
 )
 

@@ -16,13 +16,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-import aio_pika
 import aiormq.exceptions
 import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
 
 from shared.db.pool import with_database
+from shared.messaging.connection import connect
 from shared.settings import Settings
 
 # PANELFLOW_REDIS_URL may be empty (rate limits in-process), but the tests of the shared Redis storage use
@@ -46,7 +46,7 @@ async def _postgres(url: str) -> None:
 
 
 async def _rabbitmq(url: str) -> None:
-    connection = await aio_pika.connect(url, timeout=TIMEOUT_S)
+    connection = await connect(url, timeout=TIMEOUT_S)
     await connection.close()
 
 

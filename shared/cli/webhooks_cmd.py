@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from shared.cli.base import CommandError, Subparsers, command, database, group, positive_int
 from shared.db import webhooks as db
+from shared.db.types import one_connection
 from shared.settings import Settings
 from shared.webhooks import retention
 
@@ -129,7 +130,7 @@ async def _purge(args: argparse.Namespace, settings: Settings) -> int:
     except retention.RetentionTooShort as exc:
         raise CommandError(str(exc)) from exc
     async with database(settings) as conn:
-        report = await retention.purge(retention.one_connection(conn), settings, older_than=older_than)
+        report = await retention.purge(one_connection(conn), settings, older_than=older_than)
     print(
         f"purged {report.events} events, {report.deliveries} deliveries, {report.attempts} attempts "
         f"older than {days:g} days"

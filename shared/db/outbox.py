@@ -38,6 +38,18 @@ WHERE o.id = f.id
 
 COUNT_UNPUBLISHED = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
 
+# Published rows older than the cutoff, oldest first (outbox_published_idx, migration 008); rows another purger
+# holds are skipped, so purgers in several processes share the work.
+PURGE_PUBLISHED = """
+DELETE FROM outbox WHERE id = ANY (ARRAY(
+    SELECT id FROM outbox
+    WHERE published_at IS NOT NULL AND published_at < now() - make_interval(secs => $1)
+    ORDER BY published_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+))
+"""
+
 
 @dataclass(frozen=True)
 class OutboxRow:
@@ -76,3 +88,9 @@ async def mark_failed(conn: Conn, failures: Sequence[tuple[uuid.UUID, str]]) -> 
 
 async def count_unpublished(conn: Conn) -> int:
     return int(await conn.fetchval(COUNT_UNPUBLISHED))
+
+
+async def purge_published(conn: Conn, *, older_than_s: float, limit: int) -> int:
+    """Delete up to `limit` rows published more than `older_than_s` seconds ago; returns how many."""
+    status = await conn.execute(PURGE_PUBLISHED, older_than_s, limit)
+    return int(status.split()[-1])

@@ -23,6 +23,7 @@ class IncomingEvent:
     type: str
     data: str  # JSON text
     endpoint_id: int | None = None
+    correlation_id: str | None = None  # of the api request the event stems from, for the log lines
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Lease:
     secret_enc: str
     old_secret_enc: str | None
     token: uuid.UUID
-    # The correlation id of the api request the event stems from (its outbox row's), for the log lines.
+    # The correlation id of the api request the event stems from (kept with the event), for the log lines.
     correlation_id: str | None = None
 
 
@@ -67,11 +68,11 @@ class Finish:
 # FOR NO KEY UPDATE does not conflict with it, so fan-out and sending do not wait for each other.
 INGEST_EVENTS = """
 WITH incoming AS (
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])
-        AS i (id, account_id, type, data, endpoint_id)
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+        AS i (id, account_id, type, data, endpoint_id, correlation_id)
 ), stored AS (
-    INSERT INTO webhook_events (id, account_id, type, data, endpoint_id)
-    SELECT id, account_id, type, data::jsonb, endpoint_id FROM incoming ORDER BY id
+    INSERT INTO webhook_events (id, account_id, type, data, endpoint_id, correlation_id)
+    SELECT id, account_id, type, data::jsonb, endpoint_id, correlation_id FROM incoming ORDER BY id
     ON CONFLICT (id) DO NOTHING
 ), targets AS MATERIALIZED (
     SELECT e.id, e.account_id, e.events, e.enabled FROM webhook_endpoints e
@@ -106,6 +107,7 @@ async def ingest_events(conn: Conn, events: Sequence[IncomingEvent]) -> int:
         [e.type for e in ordered],
         [e.data for e in ordered],
         [e.endpoint_id for e in ordered],
+        [e.correlation_id for e in ordered],
     )
     return int(status.split()[-1])
 

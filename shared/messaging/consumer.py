@@ -28,7 +28,6 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aio_pika
 import sentry_sdk
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -37,6 +36,7 @@ from prometheus_client import Counter
 from shared.messaging import topology
 from shared.messaging.acks import AckBatcher
 from shared.messaging.backoff import Backoff
+from shared.messaging.connection import connect
 from shared.messaging.envelope import Envelope, MalformedMessage, parse_message
 from shared.observability import metrics
 from shared.settings import Settings
@@ -101,9 +101,7 @@ class Consumer:
         def on_lost(*_args: Any) -> None:
             lost.set()
 
-        connection = await aio_pika.connect(
-            self.settings.amqp_url, timeout=10, client_properties={"connection_name": f"panelflow-{self.queue}"}
-        )
+        connection = await connect(self.settings.amqp_url, timeout=10, name=f"panelflow-{self.queue}")
         try:
             connection.close_callbacks.add(on_lost)
             channel = await connection.channel()

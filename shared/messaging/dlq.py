@@ -22,6 +22,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from pamqp.commands import Basic
 
 from shared.messaging import topology
+from shared.messaging.connection import connect
 from shared.settings import Settings
 
 # Headers the broker adds while dead-lettering; a replayed message starts its life afresh without them.
@@ -153,9 +154,7 @@ def _republished(message: AbstractIncomingMessage) -> aio_pika.Message:
 
 @contextlib.asynccontextmanager
 async def _connection(settings: Settings) -> AsyncIterator[AbstractConnection]:
-    connection = await aio_pika.connect(
-        settings.amqp_url, timeout=10, client_properties={"connection_name": "panelflow-dlq"}
-    )
+    connection = await connect(settings.amqp_url, timeout=10, name="panelflow-dlq")
     try:
         yield connection
     finally:

@@ -7,7 +7,7 @@ between the confirms and the commit republishes the batch: consumers dedupe on t
 
 Woken by `LISTEN panelflow_outbox` on a dedicated connection (the insert trigger notifies), polling every
 `relay_poll_s` as a backstop. Broker or database down: rows wait in the outbox, the relay retries with
-backoff, reconnects, and carries on.
+backoff, reconnects, and carries on. Published rows are deleted later (`shared/messaging/outbox_retention.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import aio_pika
 import aiormq
 import asyncpg
 import structlog
@@ -31,7 +30,9 @@ from shared.db.pool import HeldConnection, connect
 from shared.failpoints import Failpoints
 from shared.messaging import topology
 from shared.messaging.backoff import Backoff
+from shared.messaging.connection import connect as connect_amqp
 from shared.messaging.envelope import publish_properties
+from shared.messaging.outbox_retention import OutboxRetention
 from shared.observability import metrics
 from shared.settings import Settings
 
@@ -79,20 +80,24 @@ class OutboxRelay:
         self._channel: AbstractChannel | None = None
         self._target: _Target | None = None
         self._cooldown: dict[uuid.UUID, float] = {}
+        self.retention = OutboxRetention(settings, pool)
 
     async def start(self) -> None:
-        """Start the publishing loop and the LISTEN loop as background tasks; returns at once."""
+        """Start the publishing loop, the LISTEN loop and the retention purge as background tasks; returns at
+        once."""
         self._stopping.clear()
         self._tasks = [
             asyncio.create_task(self._publish_loop(), name="outbox-relay"),
             asyncio.create_task(self._listen_loop(), name="outbox-relay-listen"),
         ]
+        await self.retention.start()
         log.info("relay_started", batch=self.settings.relay_batch, poll_s=self.settings.relay_poll_s)
 
     async def stop(self) -> None:
         """Finish the batch in flight (unmarked rows are simply published again later), then disconnect."""
         self._stopping.set()
         self._wake.set()
+        await self.retention.stop()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=self.settings.relay_publish_timeout_s + 5)
             for task in pending:
@@ -191,10 +196,8 @@ class OutboxRelay:
         if self._target is not None and self._connected():
             return self._target
         await self._disconnect()
-        connection = await aio_pika.connect(
-            self.settings.amqp_url,
-            timeout=self.settings.relay_publish_timeout_s,
-            client_properties={"connection_name": "panelflow-relay"},
+        connection = await connect_amqp(
+            self.settings.amqp_url, timeout=self.settings.relay_publish_timeout_s, name="panelflow-relay"
         )
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import aio_pika
 import structlog
 from aio_pika.abc import AbstractConnection
 
 from shared.messaging import topology
+from shared.messaging.connection import connect
 from shared.observability import metrics
 from shared.periodic import Periodic
 from shared.settings import Settings
@@ -31,9 +31,7 @@ class QueueDepthSampler:
     async def sample_once(self) -> None:
         try:
             if self._connection is None or self._connection.is_closed:
-                self._connection = await aio_pika.connect(
-                    self._settings.amqp_url, timeout=5, client_properties={"connection_name": "panelflow-metrics"}
-                )
+                self._connection = await connect(self._settings.amqp_url, timeout=5, name="panelflow-metrics")
             for spec in topology.QUEUES:
                 metrics.QUEUE_MESSAGES.labels(queue=spec.name).set(
                     await self._depth(topology.queue_name(self._settings, spec.name))

@@ -32,7 +32,9 @@ def event_data(payload: dict[str, Any]) -> str:
     return _DATA_JSON.encode({k: v for k, v in payload.items() if k != "account_id"})
 
 
-def incoming_event(*, event_id: uuid.UUID, event_type: str, payload: dict[str, Any]) -> db.IncomingEvent:
+def incoming_event(
+    *, event_id: uuid.UUID, event_type: str, payload: dict[str, Any], correlation_id: str | None = None
+) -> db.IncomingEvent:
     """The event to store, or `MalformedMessage` (that message alone is dead-lettered)."""
     try:
         account_id = int(payload["account_id"])
@@ -44,11 +46,16 @@ def incoming_event(*, event_id: uuid.UUID, event_type: str, payload: dict[str, A
             endpoint_id = int(payload["webhook"])
         except (KeyError, TypeError, ValueError):
             raise MalformedMessage("webhook.test event without a webhook") from None
-    return db.IncomingEvent(event_id, account_id, event_type, event_data(payload), endpoint_id)
+    return db.IncomingEvent(event_id, account_id, event_type, event_data(payload), endpoint_id, correlation_id)
 
 
 def envelope_event(envelope: Envelope) -> db.IncomingEvent:
-    return incoming_event(event_id=envelope.event_id, event_type=envelope.type, payload=envelope.payload)
+    return incoming_event(
+        event_id=envelope.event_id,
+        event_type=envelope.type,
+        payload=envelope.payload,
+        correlation_id=envelope.correlation_id,
+    )
 
 
 async def ingest_batch(conn: Conn, events: Sequence[db.IncomingEvent]) -> int:

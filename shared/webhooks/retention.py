@@ -19,11 +19,8 @@ shared/db/webhook_retention.py): several processes purging at once share the wor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -32,7 +29,7 @@ import sentry_sdk
 import structlog
 
 from shared.db import webhook_retention as sql
-from shared.db.types import Conn
+from shared.db.types import Acquire
 from shared.periodic import Periodic
 from shared.settings import Settings
 
@@ -73,17 +70,6 @@ def retention(settings: Settings, days: float | None = None) -> timedelta:
 
 
 # Where each batch gets its connection: a pool's `acquire` (a connection per batch), or one connection.
-Acquire = Callable[[], AbstractAsyncContextManager[Conn]]
-
-
-def one_connection(conn: Conn) -> Acquire:
-    @contextlib.asynccontextmanager
-    async def acquire() -> AsyncIterator[Conn]:
-        yield conn
-
-    return acquire
-
-
 async def purge(
     acquire: Acquire, settings: Settings, *, older_than: timedelta, stop: asyncio.Event | None = None
 ) -> PurgeReport:

@@ -7,11 +7,11 @@ import json
 import uuid
 from pathlib import Path
 
-import aio_pika
 import aiohttp
 import asyncpg
 
 from shared.messaging import topology
+from shared.messaging.connection import connect as connect_amqp
 from shared.settings import Settings
 from tests.support.factories import make_customer, make_service
 from tests.support.messaging import eventually, unpublished
@@ -49,7 +49,7 @@ async def test_order_accepted_while_the_broker_is_down_is_published_when_it_is_b
     finally:
         api.stop()
 
-    connection = await aio_pika.connect(private_rabbit.url, timeout=10)
+    connection = await connect_amqp(private_rabbit.url, timeout=10)
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(topology.queue_name(msettings, topology.WORKER_QUEUE), passive=True)

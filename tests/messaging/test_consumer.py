@@ -13,6 +13,7 @@ import pytest
 import structlog
 
 from shared.messaging import topology
+from shared.messaging.connection import connect as connect_amqp
 from shared.messaging.consumer import Consumer
 from shared.messaging.dlq import list_dead_letters, replay_dead_letters
 from shared.messaging.envelope import Envelope, build_message
@@ -294,7 +295,7 @@ async def test_handlers_finishing_in_any_order_are_each_acked_once(msettings: Se
     await consumer.start()
     await consumer.wait_consuming(15)
     try:
-        connection = await aio_pika.connect(msettings.amqp_url)
+        connection = await connect_amqp(msettings.amqp_url, timeout=10)
         async with connection:
             channel = await connection.channel()
             exchange = await topology.declare(channel, msettings)

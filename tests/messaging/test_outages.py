@@ -9,12 +9,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import aio_pika
 import asyncpg
 
 from shared.db.migrate import migrate
 from shared.db.pool import create_pool, ensure_database
 from shared.messaging import topology
+from shared.messaging.connection import connect as connect_amqp
 from shared.messaging.consumer import Consumer
 from shared.messaging.envelope import Envelope
 from shared.messaging.relay import OutboxRelay
@@ -30,7 +30,7 @@ async def _is_published(pool: asyncpg.Pool, event_id: uuid.UUID) -> bool:
 
 
 async def _drain_queue(url: str, name: str) -> list[str]:
-    connection = await aio_pika.connect(url, timeout=10)
+    connection = await connect_amqp(url, timeout=10)
     ids: list[str] = []
     async with connection:
         channel = await connection.channel()

@@ -6,11 +6,12 @@ import aio_pika
 import asyncpg
 import pytest
 
+from shared.messaging.connection import connect as connect_amqp
 from tests.support.private_services import PrivatePostgres, PrivateRabbit
 
 
 async def test_private_rabbit_keeps_durable_messages_across_restart(private_rabbit: PrivateRabbit) -> None:
-    connection = await aio_pika.connect(private_rabbit.url)
+    connection = await connect_amqp(private_rabbit.url, timeout=10)
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue("probe", durable=True, arguments={"x-queue-type": "quorum"})
@@ -21,10 +22,10 @@ async def test_private_rabbit_keeps_durable_messages_across_restart(private_rabb
     await private_rabbit.stop()
     assert not private_rabbit.running()
     with pytest.raises(Exception):  # noqa: B017,PT011 - any connection error: nothing listens
-        await aio_pika.connect(private_rabbit.url, timeout=2)
+        await connect_amqp(private_rabbit.url, timeout=2)
 
     await private_rabbit.start()
-    connection = await aio_pika.connect(private_rabbit.url)
+    connection = await connect_amqp(private_rabbit.url, timeout=10)
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue("probe", durable=True, arguments={"x-queue-type": "quorum"})

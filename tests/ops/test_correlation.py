@@ -136,8 +136,16 @@ async def test_one_correlation_id_follows_each_order_across_all_processes(
                     " jsonb_array_elements_text(payload->'order_ids') e(id) WHERE e.id = ANY($1::text[]))",
                     [str(o) for o in by_order],
                 )
+                webhook_events = await conn.fetch(
+                    "SELECT data->>'order' AS order_id, correlation_id FROM webhook_events"
+                    " WHERE data->>'order' = ANY($1::text[])",
+                    [str(o) for o in by_order],
+                )
             assert stored == by_order  # the api stored it on the order ...
             assert {r["correlation_id"] for r in outbox_ids} == set(correlation)  # ... and on every outbox row
+            # ... and the webhooks process on every event it stored (the attempts' log lines take it from there).
+            assert webhook_events
+            assert all(by_order[int(r["order_id"])] == r["correlation_id"] for r in webhook_events)
 
             # Metrics of each process, scraped from its own port, say what happened.
             api_m = await scrape(session, api.url)

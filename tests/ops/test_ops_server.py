@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared.db import outbox
 from shared.domain.events import Event, EventType
 from shared.messaging import topology
+from shared.messaging.connection import connect as connect_amqp
 from shared.messaging.consumer import Consumer
 from shared.messaging.envelope import Envelope
 from shared.observability import metrics
@@ -130,7 +131,7 @@ async def test_samplers_read_backlogs_from_the_database(pool: asyncpg.Pool) -> N
 
 
 async def test_queue_depth_sampler_counts_ready_and_dead_lettered_messages(ops_settings: Settings) -> None:
-    connection = await aio_pika.connect(ops_settings.amqp_url)
+    connection = await connect_amqp(ops_settings.amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel()
         exchange = await topology.declare(channel, ops_settings)

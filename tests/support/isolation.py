@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import aio_pika
 import asyncpg
 
 from shared.db.migrate import migrate
 from shared.db.pool import database_name, drop_database, ensure_database, with_database
 from shared.messaging import topology
+from shared.messaging.connection import connect as connect_amqp
 from shared.settings import Settings
 
 
@@ -38,7 +38,7 @@ async def fresh_database(base_url: str, suffix: str) -> AsyncIterator[str]:
 async def delete_amqp_names(settings: Settings) -> None:
     """Remove every queue and exchange of `settings.amqp_prefix` (absent ones are fine)."""
     try:
-        connection = await aio_pika.connect(settings.amqp_url, timeout=5)
+        connection = await connect_amqp(settings.amqp_url, timeout=5)
     except Exception:  # the broker is gone (a disruptive test): nothing to clean
         return
     async with connection:

@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQu
 
 from shared.db import outbox
 from shared.messaging import topology
+from shared.messaging.connection import connect as connect_amqp
 from shared.messaging.envelope import build_message
 from shared.settings import Settings
 
@@ -42,7 +43,7 @@ class Observer:
         self._queue: AbstractQueue | None = None
 
     async def __aenter__(self) -> Observer:
-        self._connection = await aio_pika.connect(self.settings.amqp_url, timeout=10)
+        self._connection = await connect_amqp(self.settings.amqp_url, timeout=10)
         channel = await self._connection.channel()
         exchange = await topology.declare(channel, self.settings)
         self._queue = await channel.declare_queue(exclusive=True, auto_delete=True)
@@ -110,7 +111,7 @@ async def publish_event(
 
 
 async def publish_raw(settings: Settings, routing_key: str, message: aio_pika.Message) -> None:
-    connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+    connection = await connect_amqp(settings.amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchange = await topology.declare(channel, settings)
@@ -119,7 +120,7 @@ async def publish_raw(settings: Settings, routing_key: str, message: aio_pika.Me
 
 async def queue_depth(settings: Settings, queue_name: str) -> int:
     """Messages ready in a queue (broker name), by a passive declare."""
-    connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+    connection = await connect_amqp(settings.amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(queue_name, passive=True)

@@ -36,10 +36,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import aio_pika
 import asyncpg
 import pytest
 
+from shared.messaging.connection import connect as connect_amqp
 from tests.support.processes import free_port
 
 RABBIT_BIN_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/local/lib/rabbitmq/bin")
@@ -167,7 +167,7 @@ class PrivateRabbit(_OwnedService):
             if not self.running():
                 raise RuntimeError(f"private rabbitmq exited early:\n{self.diagnostics()}")
             try:
-                connection = await aio_pika.connect(self.url, timeout=2)
+                connection = await connect_amqp(self.url, timeout=2)
             except Exception:  # not listening yet, or booting
                 await asyncio.sleep(0.25)
                 continue

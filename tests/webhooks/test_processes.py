@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import asyncpg
 import pytest
 from aiohttp import web
@@ -17,6 +16,7 @@ from aiohttp import web
 from shared.db import outbox
 from shared.domain.events import Event, EventType
 from shared.messaging import topology
+from shared.messaging.connection import connect as connect_amqp
 from shared.messaging.envelope import build_message
 from shared.messaging.relay import OutboxRelay
 from shared.settings import Settings
@@ -68,7 +68,7 @@ async def test_events_flow_from_the_outbox_through_the_broker_to_the_receiver(
     assert json.loads(by_id[str(completed.id)].body)["data"]["charge"] == "1.80000"
     assert json.loads(by_id[str(test_event)].body)["type"] == "webhook.test"
     # The relay is at-least-once: the same event published again makes no second delivery.
-    connection = await aio_pika.connect(wh_settings.amqp_url)
+    connection = await connect_amqp(wh_settings.amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel()
         exchange = await channel.get_exchange(topology.exchange_name(wh_settings))
@@ -181,7 +181,7 @@ async def test_a_crash_between_the_fan_out_commit_and_the_acks_makes_no_duplicat
         Event(EventType.ORDER_STATUS_CHANGED, {"account_id": account, "order": i, "status": "Completed"})
         for i in range(60)
     ]
-    connection = await aio_pika.connect(wh_settings.amqp_url)
+    connection = await connect_amqp(wh_settings.amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel()
         exchange = await topology.declare(channel, wh_settings)  # the queue exists before anything consumes

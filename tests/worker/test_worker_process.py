@@ -19,6 +19,7 @@ import pytest
 
 from shared.db.accounts import ledger_mismatches
 from shared.messaging import topology
+from shared.messaging.connection import connect as connect_amqp
 from shared.messaging.relay import OutboxRelay
 from shared.ordering.placement import Placer
 from shared.settings import Settings
@@ -229,7 +230,7 @@ async def test_batch_events_redelivered_and_overlapping_buy_each_order_once(
         {"order_ids": ids[2:]},
         {"order_id": ids[0]},
     ]
-    connection = await aio_pika.connect(wsettings.amqp_url)
+    connection = await connect_amqp(wsettings.amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel()
         exchange = await topology.declare(channel, wsettings)
@@ -254,7 +255,7 @@ async def test_poison_message_goes_to_the_dlq_and_can_be_replayed(
 ) -> None:
     await start_worker(workers, wsettings, logs_dir, "dlq")
     message_id = str(uuid.uuid4())
-    connection = await aio_pika.connect(wsettings.amqp_url)
+    connection = await connect_amqp(wsettings.amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel()
         exchange = await topology.declare(channel, wsettings)
