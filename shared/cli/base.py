@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -85,6 +86,22 @@ def non_negative_int(text: str) -> int:
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
     return int(text)
+
+
+def span(unit: str, *, zero: bool = False) -> Callable[[str], float]:
+    """A number of `unit`s (days, hours): finite, above 0 (or 0 too, with `zero`)."""
+    wanted = f"a number of {unit}, 0 or more" if zero else f"a positive number of {unit}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected a number of {unit}") from exc
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"expected {wanted}")
+        return value
+
+    return parse
 
 
 def per_minute(text: str) -> int:

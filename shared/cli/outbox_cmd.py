@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import math
 from datetime import timedelta
 
-from shared.cli.base import Subparsers, command, database, group
+from shared.cli.base import Subparsers, command, database, group, span
 from shared.db.types import one_connection
 from shared.messaging import outbox_retention
 from shared.settings import Settings
@@ -21,18 +20,11 @@ def register(commands: Subparsers) -> None:
         _purge,
     )
     purge.add_argument(
-        "--older-than", type=_hours, metavar="HOURS", help="hours (default PANELFLOW_OUTBOX_RETENTION_HOURS)"
+        "--older-than",
+        type=span("hours", zero=True),
+        metavar="HOURS",
+        help="hours (default PANELFLOW_OUTBOX_RETENTION_HOURS)",
     )
-
-
-def _hours(text: str) -> float:
-    try:
-        hours = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError("expected a number of hours") from exc
-    if not math.isfinite(hours) or hours < 0:
-        raise argparse.ArgumentTypeError("expected a number of hours, 0 or more")
-    return hours
 
 
 async def _purge(args: argparse.Namespace, settings: Settings) -> int:

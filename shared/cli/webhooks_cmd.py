@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 import uuid
 from datetime import UTC, datetime
 
-from shared.cli.base import CommandError, Subparsers, command, database, group, positive_int
+from shared.cli.base import CommandError, Subparsers, command, database, group, positive_int, span
 from shared.db import webhooks as db
 from shared.db.types import one_connection
 from shared.settings import Settings
@@ -39,18 +38,8 @@ def register(commands: Subparsers) -> None:
         _purge,
     )
     purge.add_argument(
-        "--older-than", type=_days, metavar="DAYS", help="days (default PANELFLOW_WEBHOOK_RETENTION_DAYS)"
+        "--older-than", type=span("days"), metavar="DAYS", help="days (default PANELFLOW_WEBHOOK_RETENTION_DAYS)"
     )
-
-
-def _days(text: str) -> float:
-    try:
-        days = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError("expected a number of days") from exc
-    if not math.isfinite(days) or days <= 0:
-        raise argparse.ArgumentTypeError("expected a positive number of days")
-    return days
 
 
 def _moment(text: str) -> datetime:
