@@ -2,7 +2,8 @@
 dead-letter queue (`panelflow_queue_messages`, `panelflow_dlq_messages`). Runs in the worker process.
 
 A passive declare answers with the message count without creating anything; a queue that does not exist yet
-closes the channel, so each round uses a fresh channel on one kept connection.
+(no consumer has declared it: a fresh broker) holds nothing and counts 0, and closes the channel, so each
+queue is asked on a fresh channel of one kept connection.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 
 import structlog
 from aio_pika.abc import AbstractConnection
+from aiormq.exceptions import ChannelNotFoundEntity
 
 from shared.messaging import topology
 from shared.messaging.connection import connect
@@ -48,6 +50,9 @@ class QueueDepthSampler:
         channel = await self._connection.channel()
         try:
             queue = await channel.declare_queue(name, passive=True)
+        except ChannelNotFoundEntity:
+            return 0
+        else:
             count = queue.declaration_result.message_count
             return int(count or 0)
         finally:

@@ -10,6 +10,8 @@ import aio_pika
 import aiohttp
 import asyncpg
 import pytest
+import structlog
+import structlog.testing
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -147,3 +149,17 @@ async def test_queue_depth_sampler_counts_ready_and_dead_lettered_messages(ops_s
     assert values[("panelflow_queue_messages", (("queue", "worker.orders"),))] == 3
     assert values[("panelflow_dlq_messages", (("queue", "worker.orders"),))] == 1
     assert values[("panelflow_dlq_messages", (("queue", "webhooks.events"),))] == 0
+
+
+async def test_queue_depth_sampler_counts_queues_not_declared_yet_as_empty(ops_settings: Settings) -> None:
+    # A fresh broker: the sampler may run before any consumer declared its queue (the first `make run`).
+    fresh = ops_settings.model_copy(update={"amqp_prefix": f"{ops_settings.amqp_prefix}fresh{uuid.uuid4().hex[:6]}"})
+    metrics.QUEUE_MESSAGES.labels(queue="worker.orders").set(99)
+    sampler = QueueDepthSampler(fresh, interval_s=60)
+    with structlog.testing.capture_logs() as logged:
+        await sampler.sample_once()
+        await sampler.stop()
+    values = scrape(generate_latest(REGISTRY).decode())
+    assert values[("panelflow_queue_messages", (("queue", "worker.orders"),))] == 0
+    assert values[("panelflow_dlq_messages", (("queue", "webhooks.events"),))] == 0
+    assert not [e for e in logged if e["log_level"] == "warning"], logged
