@@ -5,6 +5,7 @@ Context (request id, order id, correlation id) is bound with `structlog.contextv
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 
@@ -14,6 +15,18 @@ from shared.settings import Settings
 
 # Never let these reach a log line, whatever a caller binds.
 SECRET_FIELDS = frozenset({"key", "api_key", "secret", "password", "token", "authorization", "x-api-key"})
+
+
+# Bound by a consumer for the message it handles (and by the dispatcher for a delivery): work done for many
+# messages at once (a batch, a flush of acks) runs in a task without them.
+MESSAGE_CONTEXT = ("correlation_id", "event_id", "event_type", "delivery_id", "endpoint_id")
+
+
+def context_without_message() -> contextvars.Context:
+    """A copy of the current context without the message's log fields, for a task that serves many messages."""
+    context = contextvars.copy_context()
+    context.run(structlog.contextvars.unbind_contextvars, *MESSAGE_CONTEXT)
+    return context
 
 
 def _drop_secrets(_: object, __: str, event_dict: structlog.typing.EventDict) -> structlog.typing.EventDict:

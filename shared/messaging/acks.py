@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import structlog
 from aiormq.abc import AbstractChannel
 
+from shared.logging import context_without_message
+
 log = structlog.get_logger("panelflow.consumer")
 
 
@@ -94,8 +96,9 @@ class AckBatcher:
             return
         self._ledger.handled(tag)
         if self._flush is None:
-            # A task starts after the callbacks already scheduled: the handlers woken with this one.
-            self._flush = asyncio.get_running_loop().create_task(self._send())
+            # A task starts after the callbacks already scheduled: the handlers woken with this one. It acks for
+            # many messages, so it carries none of this one's log fields.
+            self._flush = asyncio.get_running_loop().create_task(self._send(), context=context_without_message())
 
     def settled(self, tag: int | None) -> None:
         if tag is not None:

@@ -9,16 +9,12 @@ retried one item at a time, so one bad item (or a deadlock victim) fails alone.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-import structlog
+from shared.logging import context_without_message
 
 T = TypeVar("T")
-
-# Bound by the consumer for the message being handled; a batch serves many, so its task carries none of them.
-_MESSAGE_CONTEXT = ("correlation_id", "event_id", "event_type", "delivery_id", "endpoint_id")
 
 
 class GroupCommit(Generic[T]):
@@ -32,9 +28,8 @@ class GroupCommit(Generic[T]):
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if self._task is None:
-            context = contextvars.copy_context()
-            context.run(structlog.contextvars.unbind_contextvars, *_MESSAGE_CONTEXT)
-            self._task = asyncio.create_task(self._drain(), context=context)
+            # A batch serves many messages: its task carries none of their log fields.
+            self._task = asyncio.create_task(self._drain(), context=context_without_message())
         await asyncio.shield(future)
 
     async def close(self) -> None:
