@@ -10,6 +10,7 @@ from collections import Counter
 
 import asyncpg
 import pytest
+import structlog
 from aiohttp import web
 
 from shared.db import webhook_dispatch as dispatch_db
@@ -267,3 +268,21 @@ async def test_group_commit_callers_see_the_writers_error(n: int) -> None:
     group: GroupCommit[int] = GroupCommit(write, max_size=10)
     results = await asyncio.gather(*(group.submit(i) for i in range(n)), return_exceptions=True)
     assert all(isinstance(r, asyncpg.PostgresConnectionError) for r in results)
+
+
+async def test_a_batch_is_written_without_any_one_message_s_log_fields() -> None:
+    seen: list[dict[str, object]] = []
+
+    async def write(items: list[int]) -> None:
+        seen.append(structlog.contextvars.get_contextvars())
+
+    batcher: GroupCommit[int] = GroupCommit(write, max_size=10)
+
+    async def one(n: int) -> None:
+        structlog.contextvars.bind_contextvars(correlation_id=f"c-{n}", event_id=f"e-{n}", process="webhooks")
+        await batcher.submit(n)
+
+    await asyncio.gather(*(asyncio.create_task(one(n)) for n in range(3)))
+    assert seen
+    assert all("correlation_id" not in c and "event_id" not in c for c in seen), seen
+    assert all(c.get("process") == "webhooks" for c in seen), seen  # the process's own fields stay
