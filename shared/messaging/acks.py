@@ -76,10 +76,6 @@ class AckLedger:
         self._pending.clear()
         return plan
 
-    @property
-    def unsent(self) -> int:
-        return len(self._pending)
-
 
 class AckBatcher:
     """Sends a channel's acks: `handled(tag)` after the handler returned; the acks go out once the handlers that
