@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable
 
 
@@ -26,6 +27,17 @@ class Periodic:
         self._first_delay = first_delay
         self.stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def about_every(cls, name: str, step: Callable[[], Awaitable[object]], interval: float) -> Periodic:
+        """Soon after start (restarts may come more often than the interval), then every `interval` ± 10 %, so
+        that processes started together do not all run their step at once."""
+        return cls(
+            name,
+            step,
+            every=lambda: interval * random.uniform(0.9, 1.1),
+            first_delay=random.uniform(0.5, 1.0) * min(interval, 60.0),
+        )
 
     async def start(self) -> None:
         self.stopping.clear()

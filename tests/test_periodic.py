@@ -4,6 +4,7 @@ running step finish."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from shared.periodic import Periodic
@@ -56,3 +57,21 @@ async def test_stop_during_the_first_delay_runs_nothing() -> None:
     await loop.start()
     await loop.stop()
     assert runs == []
+
+
+async def test_about_every_spreads_the_first_run_and_the_intervals() -> None:
+    runs: list[float] = []
+
+    async def step() -> None:
+        runs.append(time.monotonic())
+
+    loop = Periodic.about_every("test", step, 0.1)
+    started = time.monotonic()
+    await loop.start()
+    await asyncio.sleep(0.5)
+    await loop.stop()
+    first = runs[0] - started
+    assert 0.045 <= first < 0.1 + 0.1  # half to one interval in, not at once (plus scheduling slack)
+    gaps = [b - a for a, b in itertools.pairwise(runs)]
+    assert gaps
+    assert all(0.085 <= gap < 0.11 + 0.1 for gap in gaps), gaps  # ± 10 %, plus scheduling slack

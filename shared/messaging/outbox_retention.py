@@ -9,7 +9,6 @@ holds are skipped, so relays in several processes share the work. `panelflow out
 from __future__ import annotations
 
 import asyncio
-import random
 from datetime import timedelta
 
 import asyncpg
@@ -48,13 +47,7 @@ class OutboxRetention:
         self.settings = settings
         self.pool = pool
         self.runs = 0
-        interval = settings.outbox_purge_interval_s
-        self._loop = Periodic(
-            "outbox-retention",
-            self.run_once,
-            every=lambda: interval * random.uniform(0.9, 1.1),
-            first_delay=random.uniform(0.5, 1.0) * min(interval, 60.0),
-        )
+        self._loop = Periodic.about_every("outbox-retention", self.run_once, settings.outbox_purge_interval_s)
 
     async def start(self) -> None:
         if self.settings.outbox_retention_hours <= 0:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -102,13 +101,7 @@ class RetentionTask:
         self.settings = settings
         self.pool = pool
         self.runs = 0
-        interval = settings.webhook_purge_interval_s
-        self._loop = Periodic(
-            "webhook-retention",
-            self.run_once,
-            every=lambda: interval * random.uniform(0.9, 1.1),
-            first_delay=random.uniform(0.5, 1.0) * min(interval, 60.0),
-        )
+        self._loop = Periodic.about_every("webhook-retention", self.run_once, settings.webhook_purge_interval_s)
 
     async def start(self) -> None:
         if self.settings.webhook_retention_days <= 0:
