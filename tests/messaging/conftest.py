@@ -16,9 +16,9 @@ import pytest
 from shared.db.pool import create_pool
 from shared.settings import Settings
 from tests.support.isolation import delete_amqp_names, fresh_database
-from tests.support.private_services import private_postgres, private_rabbit
+from tests.support.private_services import private_postgres, private_rabbit, private_redis
 
-__all__ = ["private_postgres", "private_rabbit"]
+__all__ = ["private_postgres", "private_rabbit", "private_redis"]
 
 
 @pytest.fixture(scope="session")

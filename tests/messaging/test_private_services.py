@@ -5,9 +5,11 @@ from __future__ import annotations
 import aio_pika
 import asyncpg
 import pytest
+import redis.asyncio as redis_asyncio
+import redis.exceptions
 
 from shared.messaging.connection import connect as connect_amqp
-from tests.support.private_services import PrivatePostgres, PrivateRabbit
+from tests.support.private_services import PrivatePostgres, PrivateRabbit, PrivateRedis
 
 
 async def test_private_rabbit_keeps_durable_messages_across_restart(private_rabbit: PrivateRabbit) -> None:
@@ -49,3 +51,20 @@ async def test_private_postgres_stops_and_recovers_committed_rows(private_postgr
         assert await conn.fetchval("SELECT v FROM probe") == 42
     finally:
         await conn.close()
+
+
+async def test_private_redis_goes_down_and_comes_back_empty_on_its_port(private_redis: PrivateRedis) -> None:
+    client = redis_asyncio.Redis.from_url(private_redis.url, socket_timeout=2)
+    try:
+        await client.set("probe", "1")
+        assert await client.get("probe") == b"1"
+
+        await private_redis.kill()
+        assert not private_redis.running()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await client.get("probe")
+
+        await private_redis.start()
+        assert await client.get("probe") is None  # no persistence: a restart forgets everything
+    finally:
+        await client.aclose()

@@ -14,8 +14,14 @@ removes it afterwards (also when the test fails; an `atexit` hook catches an int
         await pg.stop(mode="immediate")
         await pg.start()
 
-Both skip the test with a clear message when the server binaries are not installed. Import the fixtures
-into a conftest to use them: `from tests.support.private_services import private_rabbit  # noqa: F401`.
+    async with PrivateRedis() as redis:             # or the `private_redis` fixture
+        settings = settings.model_copy(update={"redis_url": redis.url})
+        await redis.kill()                          # down (no persistence: it comes back empty)
+        await redis.start()                         # same port
+
+Each skips the test with a clear message when the server binaries are not installed (outside a pytest run,
+e.g. `make chaos`, it raises RuntimeError instead). Import the fixtures into a conftest to use them:
+`from tests.support.private_services import private_rabbit  # noqa: F401`.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import NoReturn, Self
 
 import asyncpg
 import pytest
@@ -46,7 +52,14 @@ RABBIT_BIN_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/local/lib/rabbitmq/bin")
 POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
 # Everything still running at interpreter exit is killed (a Ctrl-C'd session must not leak servers).
-_live: set[PrivateRabbit | PrivatePostgres] = set()
+_live: set[PrivateRabbit | PrivatePostgres | PrivateRedis] = set()
+
+
+def _unavailable(message: str) -> NoReturn:
+    """Skip the test that needs a missing server; outside pytest (the chaos harness) it is an error."""
+    if os.environ.get("PYTEST_CURRENT_TEST"):
+        pytest.skip(message)
+    raise RuntimeError(message)
 
 
 @atexit.register
@@ -107,7 +120,7 @@ class PrivateRabbit(_OwnedService):
     def __init__(self, start_timeout: float = 90.0) -> None:
         server = _rabbit_server()
         if server is None:
-            pytest.skip(f"rabbitmq-server not found in {', '.join(RABBIT_BIN_DIRS)}: cannot run a private broker")
+            _unavailable(f"rabbitmq-server not found in {', '.join(RABBIT_BIN_DIRS)}: cannot run a private broker")
         self.server = server
         self.start_timeout = start_timeout
         self.node = f"pf{uuid.uuid4().hex[:8]}@localhost"
@@ -236,7 +249,7 @@ class PrivatePostgres(_OwnedService):
     def __init__(self, start_timeout: float = 60.0) -> None:
         bin_dir = _postgres_bin_dir()
         if bin_dir is None:
-            pytest.skip(f"initdb/pg_ctl not found under {POSTGRES_BIN_GLOB}: cannot run a private Postgres")
+            _unavailable(f"initdb/pg_ctl not found under {POSTGRES_BIN_GLOB}: cannot run a private Postgres")
         self.bin_dir = bin_dir
         self.start_timeout = start_timeout
         self.port = free_port()
@@ -262,7 +275,7 @@ class PrivatePostgres(_OwnedService):
         if os.geteuid() == 0:
             runuser = shutil.which("runuser")
             if runuser is None:
-                pytest.skip("running as root without runuser: cannot start a private Postgres")
+                _unavailable("running as root without runuser: cannot start a private Postgres")
             command = [runuser, "-u", "postgres", "--", *command]
         return command
 
@@ -337,6 +350,96 @@ class PrivatePostgres(_OwnedService):
         return ""
 
 
+class PrivateRedis(_OwnedService):
+    """A Redis server of our own on a free port, without persistence (a restart comes back empty)."""
+
+    def __init__(self, start_timeout: float = 20.0) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            _unavailable("redis-server not found on PATH: cannot run a private Redis")
+        self.server = server
+        self.start_timeout = start_timeout
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="pf-redis-"))
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self) -> None:
+        """Start the server (again, on the same port) and return once it answers PING."""
+        if self.running():
+            return
+        with (self.dir / "redis.log").open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                self.server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.dir), "--daemonize", "no",
+                cwd=self.dir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        _live.add(self)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"private redis exited early:\n{self.diagnostics()}")
+            if await self._pong():
+                return
+            await asyncio.sleep(0.1)
+        await self.kill()
+        raise TimeoutError(f"private redis did not answer PING within {self.start_timeout}s:\n{self.diagnostics()}")
+
+    async def _pong(self) -> bool:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            return False
+        try:
+            writer.write(b"PING\r\n")
+            await writer.drain()
+            return (await asyncio.wait_for(reader.readline(), 2)).startswith(b"+PONG")
+        except (OSError, TimeoutError):
+            return False
+        finally:
+            writer.close()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Graceful shutdown (SIGTERM)."""
+        await self._signal(signal.SIGTERM, timeout)
+
+    async def kill(self) -> None:
+        """A crash: SIGKILL."""
+        await self._signal(signal.SIGKILL, 10.0)
+
+    async def _signal(self, sig: signal.Signals, timeout: float) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(sig)
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+
+    def kill_now(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    async def close(self) -> None:
+        await self.kill()
+        _live.discard(self)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def diagnostics(self) -> str:
+        log = self.dir / "redis.log"
+        return f"--- {log}\n{log.read_text(errors='replace')[-3000:]}" if log.exists() else ""
+
+
 @pytest.fixture
 async def private_rabbit() -> AsyncIterator[PrivateRabbit]:
     """A private RabbitMQ node for this test, started; removed afterwards."""
@@ -349,3 +452,10 @@ async def private_postgres() -> AsyncIterator[PrivatePostgres]:
     """A private Postgres cluster for this test, started; removed afterwards."""
     async with PrivatePostgres() as pg:
         yield pg
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[PrivateRedis]:
+    """A private Redis server for this test, started; removed afterwards."""
+    async with PrivateRedis() as redis:
+        yield redis
