@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     sim_outcome_mix: dict[str, float] = Field(default_factory=lambda: {"completed": 1.0})
     # Seed of the simulator's random choices (outcome mix, fault rates); equal seeds give equal runs.
     sim_seed: int = 0
+    # Whether the simulator honours `request_id` on `add` (a repeated id answers the order it created, as an
+    # idempotent panel does) or, when false, creates a new order for every `add` (as many panels do).
+    sim_idempotent: bool = True
     sim_balance: Decimal = Decimal("1000000")
 
     # --- api ingress (owned by the api helper) ----------------------------------------------------------

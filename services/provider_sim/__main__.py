@@ -39,6 +39,7 @@ def main() -> None:
         port=settings.sim_port,
         instant=settings.sim_instant,
         completion_s=settings.sim_completion_s,
+        idempotent=settings.sim_idempotent,
     )
     # No access log: the simulator must stay cheap at thousands of calls per second (benchmarks).
     app = create_app(settings)

@@ -2,8 +2,10 @@
 
 Errors are `{"error": "..."}` with HTTP 200, as real panels answer. Control API for tests:
 `POST /_sim/faults` (see faults.py), `GET /_sim/stats`, `POST /_sim/reset` (optional JSON: balance, instant,
-pending_s, completion_s, outcome_mix, seed), `GET|POST /_sim/catalog` (POST replaces the catalog with a JSON
-list of services), `POST /_sim/clock` `{"advance": seconds}`, `GET /_sim/orders/{id}`, `GET /healthz`.
+pending_s, completion_s, outcome_mix, seed, idempotent: whether a repeated `request_id` answers the order it
+created or creates another; default `PANELFLOW_SIM_IDEMPOTENT`), `GET|POST /_sim/catalog` (POST replaces the
+catalog with a JSON list of services), `POST /_sim/clock` `{"advance": seconds}`, `GET /_sim/orders/{id}`,
+`GET /healthz`.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def new_state(settings: Settings, overrides: dict[str, Any] | None = None) -> Si
         seed=int(o.get("seed", settings.sim_seed)),
         balance=Decimal(str(o.get("balance", settings.sim_balance))),
         currency=settings.currency,
+        idempotent=bool(o.get("idempotent", settings.sim_idempotent)),
     )
 
 
@@ -295,7 +298,8 @@ async def set_faults(request: web.Request) -> web.Response:
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    return _json(request.app[SIM].state.stats.public())
+    state = request.app[SIM].state
+    return _json({**state.stats.public(), "idempotent": state.idempotent})
 
 
 async def reset(request: web.Request) -> web.Response:

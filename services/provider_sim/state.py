@@ -161,12 +161,14 @@ class SimState:
         seed: int,
         balance: Decimal,
         currency: str = "USD",
+        idempotent: bool = True,
     ) -> None:
         self.timing = timing
         self.outcome_mix = {k: v for k, v in outcome_mix.items() if k in OUTCOMES and v > 0} or {"completed": 1.0}
         self.rng = random.Random(seed)
         self.balance = balance
         self.currency = currency
+        self.idempotent = idempotent  # honour request_id: a repeated id answers the order it created
         self.catalog: dict[int, SimService] = {s.service: s for s in default_catalog()}
         self.orders: dict[int, SimOrder] = {}
         self.by_request_id: dict[str, int] = {}
@@ -187,8 +189,9 @@ class SimState:
     def create_order(
         self, service: SimService, *, link: str, quantity: int, charge: Decimal, request_id: str | None
     ) -> SimOrder:
-        """A new order, or the one already created for this `request_id` (the charge is taken once)."""
-        if request_id is not None and request_id in self.by_request_id:
+        """A new order, or (when honouring request ids) the one already created for this `request_id`: the
+        charge is taken once."""
+        if self.idempotent and request_id is not None and request_id in self.by_request_id:
             return self.orders[self.by_request_id[request_id]]
         markers = link_markers(link)
         outcome = next((name for name in OUTCOMES if name in markers), None)

@@ -30,8 +30,10 @@ class StoredKey(Protocol):
     def legacy_api_key(self) -> str | None: ...
 
 
-async def add_provider(conn: Conn, box: SecretBox, *, name: str, url: str, api_key: str) -> int:
-    return await catalog.add_provider(conn, name=name, url=url, api_key_enc=box.encrypt(api_key))
+async def add_provider(
+    conn: Conn, box: SecretBox, *, name: str, url: str, api_key: str, idempotent: bool = False
+) -> int:
+    return await catalog.add_provider(conn, name=name, url=url, api_key_enc=box.encrypt(api_key), idempotent=idempotent)
 
 
 async def upsert_provider(conn: Conn, box: SecretBox, *, name: str, url: str, api_key: str) -> int:

@@ -1,4 +1,4 @@
-"""`panelflow provider add|set-key|encrypt-keys` and `panelflow service add`: build a catalog by hand.
+"""`panelflow provider add|list|set|set-key|encrypt-keys` and `panelflow service add`: build a catalog by hand.
 
 Our key at a provider is stored encrypted with `PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY` (shared.catalog.providers);
 `encrypt-keys` encrypts any key still in plaintext and re-encrypts every key under the setting's first key.
@@ -7,6 +7,7 @@ Our key at a provider is stored encrypted with `PANELFLOW_PROVIDER_KEY_ENCRYPTIO
 from __future__ import annotations
 
 import argparse
+import json
 from decimal import Decimal
 
 import asyncpg
@@ -28,6 +29,12 @@ from shared.db import catalog
 from shared.domain.order_types import ORDER_TYPES
 from shared.settings import Settings
 
+_IDEMPOTENT_HELP = (
+    "the provider honours request_id on add (the same id twice buys one order and answers its id): an order whose "
+    "outcome is unknown (timeout, 5xx, worker stopped mid-call) is sent again with the same request_id instead of "
+    "being parked. Only for providers known to do so"
+)
+
 
 def register(commands: Subparsers) -> None:
     providers = group(commands, "provider", "upstream providers (panels speaking API v2)")
@@ -35,6 +42,19 @@ def register(commands: Subparsers) -> None:
     add_provider.add_argument("--name", required=True)
     add_provider.add_argument("--url", type=http_url, required=True, help="its API v2 endpoint")
     add_provider.add_argument("--key", required=True, help="our API key at the provider (stored encrypted)")
+    add_provider.add_argument("--idempotent", action="store_true", help=_IDEMPOTENT_HELP)
+    listing = command(providers, "list", "list the providers: id, name, url, active, idempotent", _list_providers)
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    set_provider = command(providers, "set", "change how panelflow treats a provider", _set_provider)
+    set_provider.add_argument("--provider", type=positive_int, required=True, help="provider id")
+    idempotent = set_provider.add_mutually_exclusive_group(required=True)
+    idempotent.add_argument("--idempotent", action="store_true", dest="idempotent", default=None, help=_IDEMPOTENT_HELP)
+    idempotent.add_argument(
+        "--no-idempotent",
+        action="store_false",
+        dest="idempotent",
+        help="the provider may create a second order for a repeated request_id: an unknown outcome parks the order",
+    )
     set_key = command(providers, "set-key", "replace our API key at a provider (stored encrypted)", _set_key)
     set_key.add_argument("--provider", type=positive_int, required=True, help="provider id")
     set_key.add_argument("--key", required=True, help="our new API key at the provider")
@@ -69,10 +89,33 @@ async def _add_provider(args: argparse.Namespace, settings: Settings) -> int:
     box = _box(settings)
     async with database(settings) as conn:
         try:
-            provider_id = await providers.add_provider(conn, box, name=name, url=args.url, api_key=args.key.strip())
+            provider_id = await providers.add_provider(
+                conn, box, name=name, url=args.url, api_key=args.key.strip(), idempotent=args.idempotent
+            )
         except asyncpg.UniqueViolationError as exc:
             raise CommandError(f"a provider named {name!r} already exists") from exc
     print(provider_id)
+    return 0
+
+
+async def _list_providers(args: argparse.Namespace, settings: Settings) -> int:
+    async with database(settings) as conn:
+        rows = await catalog.list_providers(conn)
+    for p in rows:
+        if args.json:
+            print(json.dumps({"provider": p.id, "name": p.name, "url": p.url, "active": p.active,
+                              "idempotent": p.idempotent}))  # fmt: skip
+        else:
+            flags = ("active" if p.active else "inactive") + (", idempotent" if p.idempotent else "")
+            print(f"provider {p.id}  {p.name}  {p.url}  ({flags})")
+    return 0
+
+
+async def _set_provider(args: argparse.Namespace, settings: Settings) -> int:
+    async with database(settings) as conn:
+        if not await catalog.set_provider_idempotent(conn, args.provider, args.idempotent):
+            raise CommandError(f"provider {args.provider} not found")
+    print(f"provider {args.provider}: {'idempotent' if args.idempotent else 'not idempotent'}")
     return 0
 
 

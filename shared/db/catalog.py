@@ -38,12 +38,36 @@ def _service(row: asyncpg.Record) -> ServiceRow:
     return ServiceRow(**dict(row.items()))
 
 
-async def add_provider(conn: Conn, *, name: str, url: str, api_key_enc: str) -> int:
+async def add_provider(conn: Conn, *, name: str, url: str, api_key_enc: str, idempotent: bool = False) -> int:
     """`api_key_enc`: our key at the provider, already encrypted (shared.catalog.providers does that)."""
     provider_id: int = await conn.fetchval(
-        "INSERT INTO providers (name, url, api_key_enc) VALUES ($1, $2, $3) RETURNING id", name, url, api_key_enc
+        "INSERT INTO providers (name, url, api_key_enc, idempotent) VALUES ($1, $2, $3, $4) RETURNING id",
+        name,
+        url,
+        api_key_enc,
+        idempotent,
     )
     return provider_id
+
+
+@dataclass(frozen=True)
+class ProviderListing:
+    id: int
+    name: str
+    url: str
+    active: bool
+    idempotent: bool
+
+
+async def list_providers(conn: Conn) -> list[ProviderListing]:
+    rows = await conn.fetch("SELECT id, name, url, active, idempotent FROM providers ORDER BY id")
+    return [ProviderListing(**dict(r.items())) for r in rows]
+
+
+async def set_provider_idempotent(conn: Conn, provider_id: int, idempotent: bool) -> bool:
+    """Whether the provider honours `request_id` on `add`; False when there is no such provider."""
+    result: str = await conn.execute("UPDATE providers SET idempotent = $2 WHERE id = $1", provider_id, idempotent)
+    return result != "UPDATE 0"
 
 
 async def add_service(

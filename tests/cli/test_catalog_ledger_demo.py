@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import uuid
 from decimal import Decimal
@@ -47,6 +48,39 @@ async def test_provider_and_service_add(cli: Cli, pool: asyncpg.Pool) -> None:
         "service", "add", "--name", "Again", "--type", "Default", "--rate", "1", "--min", "1", "--max", "2",
         "--provider", str(provider_id), "--provider-service", "77",
     ).assert_user_error(says="already in the catalog")  # fmt: skip
+
+
+async def test_provider_idempotent_flag_set_and_listed(cli: Cli, pool: asyncpg.Pool) -> None:
+    plain = int(
+        cli("provider", "add", "--name", unique("plain"), "--url", "https://a.example/api/v2", "--key", "k").out
+    )
+    honours = cli("provider", "add", "--name", unique("idem"), "--url", "https://b.example/api/v2", "--key", "k",
+                  "--idempotent")  # fmt: skip
+    assert honours.code == 0, honours
+    idem = int(honours.out)
+
+    async def flag(provider_id: int) -> bool:
+        return bool(await pool.fetchval("SELECT idempotent FROM providers WHERE id = $1", provider_id))
+
+    assert (await flag(plain), await flag(idem)) == (False, True)
+    listed = cli("provider", "list", "--json")
+    assert listed.code == 0, listed
+    rows = {row["provider"]: row for row in map(json.loads, listed.out.splitlines())}
+    assert (rows[plain]["idempotent"], rows[idem]["idempotent"]) == (False, True)
+    assert "key" not in json.dumps(rows[idem])  # the listing never shows our key
+    lines = {line.split()[1]: line for line in cli("provider", "list").out.splitlines()}
+    assert "idempotent" in lines[str(idem)]
+    assert "idempotent" not in lines[str(plain)]
+
+    turned = cli("provider", "set", "--provider", str(plain), "--idempotent")
+    assert (turned.code, turned.out.strip()) == (0, f"provider {plain}: idempotent"), turned
+    assert cli("provider", "set", "--provider", str(idem), "--no-idempotent").code == 0
+    assert (await flag(plain), await flag(idem)) == (True, False)
+    cli("provider", "set", "--provider", "999999999", "--idempotent").assert_user_error(says="not found")
+    cli("provider", "set", "--provider", str(plain)).assert_user_error(code=2, says="--idempotent")
+    cli("provider", "set", "--provider", str(plain), "--idempotent", "--no-idempotent").assert_user_error(
+        code=2, says="not allowed"
+    )
 
 
 def test_catalog_mistakes(cli: Cli) -> None:

@@ -177,6 +177,23 @@ async def test_request_id_makes_add_idempotent_but_every_add_is_counted(sim: Sim
     assert stats["adds_per_request_id"] == {"pf-1": 2}
     assert stats["orders_created"] == 1
     assert stats["adds_per_link"] == {LINK: 2}
+    assert stats["idempotent"] is True
+
+
+async def test_a_sim_told_not_to_honour_request_ids_creates_an_order_per_add(sim: SimControl) -> None:
+    await sim.reset(idempotent=False)
+    first = await add(sim, request_id="pf-1")
+    second = await add(sim, request_id="pf-1")
+    assert first != second
+    stats = await sim.stats()
+    assert (stats["idempotent"], stats["orders_created"], stats["adds_per_request_id"]) == (False, 2, {"pf-1": 2})
+    await sim.reset()  # back to the setting's default
+    assert (await sim.stats())["idempotent"] is True
+
+
+async def test_the_setting_turns_request_id_dedupe_off(base_settings: Settings) -> None:
+    async with running_sim(base_settings, idempotent=False) as sim:
+        assert await add(sim, request_id="pf-9") != await add(sim, request_id="pf-9")
 
 
 async def test_instant_mode_completes_on_creation(base_settings: Settings) -> None:

@@ -27,9 +27,9 @@ def provider_box() -> SecretBox:
     return SecretBox(SecretStr(PROVIDER_KEY_ENCRYPTION_KEY), setting=PROVIDER_KEY_SETTING)
 
 
-async def make_provider(conn: Conn, *, name: str, url: str, key: str) -> int:
+async def make_provider(conn: Conn, *, name: str, url: str, key: str, idempotent: bool = False) -> int:
     """A provider row as `panelflow provider add` writes it (our key at it encrypted)."""
-    return await providers.add_provider(conn, provider_box(), name=name, url=url, api_key=key)
+    return await providers.add_provider(conn, provider_box(), name=name, url=url, api_key=key, idempotent=idempotent)
 
 
 async def make_account(
