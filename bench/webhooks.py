@@ -66,12 +66,12 @@ from shared.domain.events import Event, EventType
 from shared.domain.lifecycle import OrderView, status_payload
 from shared.domain.statuses import OrderState
 from shared.logging import configure_logging
+from shared.net.guard import AddressGuard
 from shared.settings import Settings
 from shared.webhooks import signing
 from shared.webhooks.endpoints import add_endpoint
 from shared.webhooks.secretbox import SecretBox
 from shared.webhooks.sender import USER_AGENT, message_body
-from shared.webhooks.ssrf import AddressGuard
 
 DATABASE = "panelflow_bench_webhooks"
 RECEIVER_HOST = "127.0.0.1"

@@ -19,10 +19,10 @@ from shared.crypto.secretbox import provider_key_box
 from shared.db import accounts, catalog, keys
 from shared.db import webhooks as webhooks_db
 from shared.db.types import Conn
+from shared.net.guard import AddressGuard
 from shared.settings import Settings
 from shared.webhooks import endpoints
 from shared.webhooks.secretbox import SecretBox, SecretBoxError
-from shared.webhooks.ssrf import AddressGuard
 
 DEMO_EMAIL = "demo@panelflow.local"
 # Re-seeding tops the demo account back up to this, so a demo that spent its money works again.

@@ -41,7 +41,11 @@ class Settings(BaseSettings):
         default_factory=lambda: {"standard": 1200, "reseller": 6000, "enterprise": 30000}
     )
     rate_limits_enabled: bool = True
-    # Trust X-Forwarded-For from these proxies only (comma-separated CIDRs); empty: use the peer address.
+    # IPv6 callers share one ip-layer budget per network of this many bits (a subscriber usually holds a /64).
+    rate_limit_ipv6_prefix: int = Field(default=64, ge=1, le=128)
+    # The addresses of the proxies in front of the api that append to X-Forwarded-For (comma-separated CIDRs):
+    # your load balancer's or ingress controller's, nothing wider. The client is the right-most address of the
+    # header that is not one of them. Empty: the header is ignored and the TCP peer is the client.
     trusted_proxies: str = ""
     auth_cache_ttl_s: float = 5.0
     catalog_refresh_s: float = 30.0

@@ -16,9 +16,9 @@ from shared.db.pool import create_pool
 from shared.failpoints import Failpoints
 from shared.ingress.auth import KeyCache
 from shared.ingress.catalog import Catalog
+from shared.ingress.client_address import ClientAddress
 from shared.ingress.failures import database_unavailable
 from shared.ingress.notifications import Listener
-from shared.ingress.params import ClientAddress
 from shared.ingress.ratelimit import RateLimiter
 from shared.ingress.registry import load_actions
 from shared.messaging.relay import OutboxRelay

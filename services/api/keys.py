@@ -8,7 +8,7 @@ from aiohttp import web
 from shared.failpoints import Failpoints
 from shared.ingress.auth import KeyCache
 from shared.ingress.catalog import Catalog
-from shared.ingress.params import ClientAddress
+from shared.ingress.client_address import ClientAddress
 from shared.ingress.ratelimit import LayerState, RateLimiter
 from shared.ingress.registry import Handler
 from shared.messaging.relay import OutboxRelay

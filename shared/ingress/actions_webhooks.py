@@ -8,11 +8,11 @@ from shared.db import webhooks as webhooks_db
 from shared.errors import InvalidParameter
 from shared.ingress.params import parse_id
 from shared.ingress.registry import ActionContext, action
+from shared.net.guard import AddressGuard
 from shared.settings import Settings
 from shared.webhooks import endpoints
 from shared.webhooks.endpoints import WebhookNotFound
 from shared.webhooks.secretbox import SecretBox
-from shared.webhooks.ssrf import AddressGuard
 
 _boxes: dict[int, SecretBox] = {}
 

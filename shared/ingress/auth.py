@@ -20,7 +20,7 @@ from shared.auth.keys import ACTION_SCOPES, hash_key
 from shared.db import keys as sql
 from shared.db.keys import KeyRecord
 from shared.errors import AccountSuspended, InvalidApiKey, IpNotAllowed, ScopeDenied
-from shared.ingress.params import Network, parse_networks
+from shared.net.networks import Network, parse_networks
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)

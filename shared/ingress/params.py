@@ -6,7 +6,6 @@ use cases only ever see strings, as they would from a form.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -96,46 +95,3 @@ def split_ids(text: str, *, limit: int, name: str) -> list[str]:
     if len(tokens) > limit:
         raise InvalidParameter(f"Parameter {name} must list at most {limit} ids")
     return tokens
-
-
-# --- client address ----------------------------------------------------------------------------------------
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(text: str) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
-
-
-class ClientAddress:
-    """The caller's IP: the peer address, or X-Forwarded-For when the peer is one of our trusted proxies."""
-
-    def __init__(self, trusted_proxies: str) -> None:
-        self.trusted = parse_networks(trusted_proxies)
-
-    def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.trusted)
-
-    def of(self, request: web.Request) -> str:
-        peer = request.remote or ""
-        if not self.trusted or not self._is_trusted(peer):
-            return peer
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        # Walk from the nearest hop outwards: the first address that is not our proxy is the client.
-        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-        for hop in reversed(hops):
-            if not self._is_trusted(hop):
-                return hop if _is_ip(hop) else peer
-        return hops[0] if hops else peer
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

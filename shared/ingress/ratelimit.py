@@ -19,6 +19,7 @@ from throttled.asyncio.rate_limiter import BaseRateLimiter
 
 from shared.db.keys import KeyRecord
 from shared.errors import RateLimited
+from shared.ingress.client_address import rate_limit_bucket
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -108,11 +109,12 @@ class RateLimiter:
         return LayerState(layer, per_minute, got.remaining, time.time() + got.reset_after)
 
     async def check_ip(self, client_ip: str) -> LayerState | None:
-        """Before authentication: the per-IP layer. Raises `RateLimitExceeded` when depleted."""
+        """Before authentication: the per-IP layer (IPv6: per network of `rate_limit_ipv6_prefix` bits). Raises
+        `RateLimitExceeded` when depleted."""
         per_minute = self._settings.rate_limit_ip_per_min
         if not self.enabled or per_minute <= 0:
             return None
-        return await self._hit("ip", client_ip, per_minute)
+        return await self._hit("ip", rate_limit_bucket(client_ip, self._settings.rate_limit_ipv6_prefix), per_minute)
 
     async def check_caller(self, record: KeyRecord) -> list[LayerState]:
         """After authentication: the key layer, then the account's tier layer."""

@@ -21,6 +21,7 @@ from prometheus_client import Counter
 
 from shared.db import webhook_dispatch as db
 from shared.db.pool import HeldConnection
+from shared.net.guard import AddressGuard
 from shared.observability import metrics
 from shared.settings import Settings
 from shared.webhooks.batching import GroupCommit
@@ -28,7 +29,6 @@ from shared.webhooks.recording import Outcome, record_round
 from shared.webhooks.schedule import decide
 from shared.webhooks.secretbox import SecretBox
 from shared.webhooks.sender import AttemptResult, message_body, send
-from shared.webhooks.ssrf import AddressGuard
 
 log = structlog.get_logger(__name__)
 

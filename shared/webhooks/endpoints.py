@@ -14,10 +14,10 @@ from shared.db import webhooks as db
 from shared.db.types import Conn
 from shared.domain.events import SUBSCRIBER_EVENTS, Event, EventType
 from shared.errors import InvalidParameter, ValidationFailed
+from shared.net.guard import AddressGuard, InvalidUrl
 from shared.settings import Settings
 from shared.webhooks.secretbox import SecretBox
 from shared.webhooks.signing import generate_secret
-from shared.webhooks.ssrf import AddressGuard, InvalidWebhookUrl
 
 SUBSCRIBABLE = tuple(str(e) for e in SUBSCRIBER_EVENTS)
 DELIVERIES_LIMIT_MAX = 100
@@ -60,7 +60,7 @@ async def add_endpoint(
     names = parse_events(events)
     try:
         await guard.check_destination(url, allow_http=settings.webhooks_allow_http)
-    except InvalidWebhookUrl as exc:
+    except InvalidUrl as exc:
         raise InvalidParameter(f"Invalid webhook URL: {exc}") from exc
     secret = generate_secret()
     endpoint_id = await db.insert_endpoint(

@@ -13,13 +13,13 @@ from shared.failpoints import Failpoints
 from shared.messaging import topology
 from shared.messaging.consumer import Consumer
 from shared.messaging.envelope import Envelope
+from shared.net.guard import AddressGuard
 from shared.settings import Settings
 from shared.webhooks.batching import GroupCommit
 from shared.webhooks.dispatcher import Dispatcher
 from shared.webhooks.ingest import envelope_event, ingest_batch
 from shared.webhooks.retention import RetentionTask
 from shared.webhooks.secretbox import SecretBox
-from shared.webhooks.ssrf import AddressGuard
 
 log = structlog.get_logger("panelflow.webhooks")
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from shared.net.guard import AddressGuard, ForbiddenDestination, InvalidUrl, forbidden_cause
 from shared.webhooks import signing
-from shared.webhooks.ssrf import AddressGuard, ForbiddenDestination, InvalidWebhookUrl, forbidden_cause
 
 USER_AGENT = "panelflow-webhooks/0.1"
 
@@ -80,7 +80,7 @@ async def send(
         guard.check_url(url, allow_http=allow_http)
     except ForbiddenDestination as exc:
         return AttemptResult(None, elapsed_ms(), error=f"forbidden destination: {exc.address} ({exc.reason})")
-    except InvalidWebhookUrl as exc:
+    except InvalidUrl as exc:
         return AttemptResult(None, elapsed_ms(), error=f"invalid url: {exc}")
 
     headers = {

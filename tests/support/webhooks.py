@@ -149,9 +149,9 @@ async def register(
     events: str | None = None,
     resolver: AbstractResolver | None = None,
 ) -> tuple[int, str]:
+    from shared.net.guard import AddressGuard
     from shared.webhooks.endpoints import add_endpoint
     from shared.webhooks.secretbox import SecretBox
-    from shared.webhooks.ssrf import AddressGuard
 
     guard = AddressGuard(settings.webhooks_allowed_networks, resolver)
     async with pool.acquire() as conn:

@@ -12,9 +12,9 @@ from aiohttp.abc import AbstractResolver
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
+from shared.net.guard import AddressGuard
 from shared.settings import Settings
 from shared.webhooks.dispatcher import Dispatcher
-from shared.webhooks.ssrf import AddressGuard
 from tests.support.factories import make_account
 from tests.support.webhooks import RECEIVER_NETWORK, Receiver
 

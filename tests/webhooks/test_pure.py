@@ -10,11 +10,12 @@ from email.utils import format_datetime
 
 import pytest
 
+from shared.net.guard import forbidden_reason, parse_host_ip
+from shared.net.networks import parse_networks
 from shared.settings import Settings
 from shared.webhooks import signing
 from shared.webhooks.schedule import Verdict, decide, parse_retry_after
 from shared.webhooks.secretbox import SecretBox, SecretBoxError
-from shared.webhooks.ssrf import forbidden_reason, parse_host_ip, parse_networks
 from tests.support.webhooks import spec_verify
 
 # --- signing ---------------------------------------------------------------------------------------------------

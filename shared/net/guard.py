@@ -1,4 +1,5 @@
-"""The SSRF guard: webhooks go to public addresses only, checked at registration and on every connection.
+"""The SSRF guard: webhooks and upstream calls go to public addresses only, checked when the URL is registered and
+on every connection.
 
 Three layers, so that no single bypass is enough:
 1. `check_url` parses the URL's host; an IP literal in any notation (`2130706433`, `0177.0.0.1`, `0x7f.1`,
@@ -7,22 +8,20 @@ Three layers, so that no single bypass is enough:
    not public; aiohttp then connects only to the addresses it returned, i.e. the ones just checked, so a
    DNS answer that changes between check and connect cannot slip through (SNI and Host stay the hostname);
 3. `socket_factory` checks the address of every socket aiohttp opens, whatever produced it.
-`webhooks_allowed_networks` lets an operator through to named networks (test receivers); cloud metadata
-addresses stay refused even then.
+An allow-list of networks (`webhooks_allowed_networks`, `upstream_allowed_networks`) lets an operator through to
+named networks (test receivers, a local provider simulator); cloud metadata addresses stay refused even then.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import TypeAlias
 
 from aiohttp import TCPConnector, ThreadedResolver
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+from shared.net.networks import IPAddress, Network, parse_networks, unwrap
 
 MAX_URL_LENGTH = 2000
 PASSED_CACHE_SIZE = 10_000
@@ -74,8 +73,8 @@ BLOCKED: list[tuple[Network, str]] = _nets(
 GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
 
 
-class InvalidWebhookUrl(ValueError):
-    pass
+class InvalidUrl(ValueError):
+    """A webhook or provider URL that must not be used; the message says why (shown to whoever set it)."""
 
 
 class ForbiddenDestination(OSError):
@@ -130,12 +129,6 @@ def parse_host_ip(host: str) -> IPAddress | None:
         return parse_ipv4_loose(text)
 
 
-def unwrap(ip: IPAddress) -> IPAddress:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
 def forbidden_reason(ip: IPAddress, allowed: tuple[Network, ...] = ()) -> str | None:
     """Why `ip` must not be contacted, or None when it may."""
     ip = unwrap(ip)
@@ -153,12 +146,9 @@ def forbidden_reason(ip: IPAddress, allowed: tuple[Network, ...] = ()) -> str | 
     return None
 
 
-def parse_networks(text: str) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
-
-
 class AddressGuard:
-    """Decides where webhooks may go. `resolver` is injectable (tests control DNS); default: getaddrinfo."""
+    """Decides where webhooks and upstream calls may go. `resolver` is injectable (tests control DNS); default:
+    getaddrinfo."""
 
     def __init__(self, allowed_networks: str = "", resolver: AbstractResolver | None = None) -> None:
         self.allowed = parse_networks(allowed_networks)
@@ -179,7 +169,7 @@ class AddressGuard:
             raise ForbiddenDestination(host, str(ip), reason)
 
     def check_url(self, url: str, *, allow_http: bool) -> URL:
-        """Syntax, scheme and (for IP literals) destination of a webhook URL; raises InvalidWebhookUrl."""
+        """Syntax, scheme and (for IP literals) destination of a URL; raises InvalidUrl."""
         passed = self._passed.get((url, allow_http))
         if passed is not None:
             return passed
@@ -191,16 +181,16 @@ class AddressGuard:
 
     def _check_url(self, url: str, *, allow_http: bool) -> URL:
         if len(url) > MAX_URL_LENGTH:
-            raise InvalidWebhookUrl("url is too long")
+            raise InvalidUrl("url is too long")
         try:
             parsed = URL(url)
         except (ValueError, TypeError) as exc:
-            raise InvalidWebhookUrl("url is not a valid URL") from exc
+            raise InvalidUrl("url is not a valid URL") from exc
         allowed_schemes = ("https", "http") if allow_http else ("https",)
         if parsed.scheme not in allowed_schemes:
-            raise InvalidWebhookUrl("url must use " + " or ".join(allowed_schemes))
+            raise InvalidUrl("url must use " + " or ".join(allowed_schemes))
         if not parsed.host or parsed.user is not None or parsed.password is not None:
-            raise InvalidWebhookUrl("url must have a host and no credentials")
+            raise InvalidUrl("url must have a host and no credentials")
         literal = parse_host_ip(parsed.host)
         if literal is not None:
             self.check_ip(parsed.host, literal)
@@ -229,9 +219,9 @@ class AddressGuard:
             assert parsed.host is not None
             await self.resolve_checked(parsed.host, parsed.port or 0)
         except ForbiddenDestination as exc:
-            raise InvalidWebhookUrl(f"url points to a non-public address ({exc.reason})") from exc
+            raise InvalidUrl(f"url points to a non-public address ({exc.reason})") from exc
         except OSError as exc:
-            raise InvalidWebhookUrl("url host cannot be resolved") from exc
+            raise InvalidUrl("url host cannot be resolved") from exc
         return parsed
 
     def socket_factory(self, addr_info: tuple[int, int, int, str, tuple[object, ...]]) -> socket.socket:

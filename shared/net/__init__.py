@@ -1,0 +1,1 @@
+"""Network primitives shared by every process: address parsing and the outbound address guard."""
