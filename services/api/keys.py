@@ -28,5 +28,7 @@ ACTIONS = web.AppKey("actions", dict[str, Handler])
 
 REQUEST_ID = web.RequestKey("request_id", str)
 ACTION = web.RequestKey("action", str)
+# The compatibility profile of the authenticated key (shared.auth.keys.PROFILES); absent before authentication.
+PROFILE = web.RequestKey("profile", str)
 # The rate-limit layers this request was counted in: the tightest one goes into the response headers.
 RATE_STATES = web.RequestKey("rate_states", list[LayerState])

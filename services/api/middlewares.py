@@ -16,7 +16,8 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from services.api.keys import ACTION, RATE_STATES, REQUEST_ID
+from services.api.keys import ACTION, PROFILE, RATE_STATES, REQUEST_ID
+from shared.auth.keys import CLASSIC
 from shared.errors import BodyTooLarge, DependencyDown, PanelError
 from shared.ingress.failures import database_unavailable
 from shared.ingress.ratelimit import LayerState, RateLimitExceeded, headers, tightest
@@ -88,8 +89,12 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
             if state is not None:
                 response.headers.update(headers(state, now=now))
         response.headers["X-Request-ID"] = request_id
-        _log(request, response.status, started, failure)
-        _count(request, response.status, started, denied)
+        status = response.status
+        _log(request, status, started, failure)
+        _count(request, status, started, denied)
+        if status >= 400 and status != 429 and request.get(PROFILE) == CLASSIC:
+            # Classic panels answer errors with 200 and {"error"}; a 429 keeps its status for Retry-After.
+            response.set_status(200)
     finally:
         structlog.contextvars.reset_contextvars(**tokens)
     return response

@@ -16,6 +16,7 @@ from services.api.keys import (
     LIMITER,
     PLACER,
     POOL,
+    PROFILE,
     RATE_STATES,
     REQUEST_ID,
     SETTINGS,
@@ -50,6 +51,7 @@ async def api_v2(request: web.Request) -> web.Response:
         states.append(ip_state)
     params = await read_params(request, settings.max_body_bytes)
     caller = await app[KEYS].authenticate(api_key(params, request))
+    request[PROFILE] = caller.record.profile  # from here on, errors are answered as the key's profile says
     auth.check_address(caller, client_ip)
     states.extend(await limiter.check_caller(caller.record))
     auth.check_account(caller)
@@ -71,6 +73,7 @@ async def api_v2(request: web.Request) -> web.Response:
             correlation_id=request[REQUEST_ID],
             catalog=app[CATALOG],
             placer=app[PLACER],
+            idempotency_key=request.headers.get("Idempotency-Key"),
         )
     )
     if isinstance(result, RawJson):

@@ -9,6 +9,11 @@ KEY_PREFIX = "pf_"
 PREFIX_LEN = 12  # "pf_" + 9 characters: enough to recognise a key in a list, useless to guess it
 # Every API action belongs to one scope; a key holds a subset.
 SCOPES = ("read", "orders", "webhooks")
+# Compatibility profiles (docs/migrating.md): "strict" is the contract as written; "classic" serves programs
+# written for classic panels (`add` without request_id, every error but 429 answered with HTTP 200).
+STRICT = "strict"
+CLASSIC = "classic"
+PROFILES = (STRICT, CLASSIC)
 ACTION_SCOPES = {
     "services": "read",
     "status": "read",

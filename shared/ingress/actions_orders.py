@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from typing import Any
 
+from shared.auth.keys import CLASSIC
 from shared.db import orders as sql
-from shared.domain.order_types import OrderDraft, draft_order, fingerprint, validate_request_id
+from shared.domain.order_types import OrderDraft, draft_order, fingerprint
+from shared.domain.request_ids import chosen_request_id, generated_request_id
 from shared.errors import DependencyDown, IncorrectOrderId, ServiceNotFound, ValidationFailed
 from shared.ingress.params import parse_id, split_ids
 from shared.ingress.registry import ActionContext, RawJson, action
@@ -26,11 +29,16 @@ def _draft(ctx: ActionContext) -> OrderDraft:
 
 @action("add")
 async def add(ctx: ActionContext) -> RawJson | dict[str, int]:
-    request_id = validate_request_id(ctx.params.get("request_id"))
+    sent = chosen_request_id(ctx.params.get("request_id"), ctx.idempotency_key, required=ctx.key.profile != CLASSIC)
+    # A classic key's order without a request id gets its own, made once here: it is placed exactly once for
+    # this request (a batch re-run finds it), and never matches another.
+    request_id = sent if sent is not None else generated_request_id(uuid.uuid4().hex)
     params_hash = fingerprint(ctx.params)
     try:
         draft = _draft(ctx)
     except ValidationFailed:
+        if sent is None:
+            raise
         # A retry of an order placed before its service changed (deactivated, new limits) must still get the
         # original answer; with other parameters it is a 409. Only a never-placed request gets the error.
         async with ctx.connection() as conn:

@@ -16,8 +16,8 @@ How to add actions (e.g. the `webhook.*` actions from `shared/ingress/actions_we
   of an action is `shared.auth.keys.ACTION_SCOPES[name]` (an action without a scope there is refused), so put a
   new action's scope there too.
 - `ActionContext` carries everything a handler may use: settings, pool, the caller's key record (account id,
-  tier, currency, ...), the merged request parameters, the correlation id (= the request id), the catalog
-  cache and the order placer. Handlers never see the aiohttp request.
+  tier, currency, profile, ...), the merged request parameters, the `Idempotency-Key` header, the correlation
+  id (= the request id), the catalog cache and the order placer. Handlers never see the aiohttp request.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class ActionContext:
     correlation_id: str
     catalog: Catalog
     placer: Placer
+    idempotency_key: str | None = None  # the `Idempotency-Key` header, when sent
 
     @property
     def account_id(self) -> int:

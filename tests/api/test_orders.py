@@ -10,6 +10,7 @@ import pytest
 
 from shared.db import catalog
 from shared.domain.order_types import ORDER_TYPES
+from shared.domain.request_ids import MISSING_REQUEST_ID
 from tests.api.conftest import ApiClient, balance_of, eventually, ledger_clean, wait_for_service
 from tests.domain.test_order_types import VALID
 from tests.support.factories import make_customer, make_service
@@ -136,7 +137,7 @@ async def test_retry_after_the_service_changed_returns_the_original(client: ApiC
     ("params", "message"),
     [
         ({"link": LINK, "quantity": "100", "request_id": "x1"}, "Missing required parameter: service"),
-        ({"service": "{svc}", "link": LINK, "quantity": "100"}, "Missing required parameter: request_id"),
+        ({"service": "{svc}", "link": LINK, "quantity": "100"}, MISSING_REQUEST_ID),
         ({"service": "{svc}", "quantity": "100", "request_id": "x2"}, "Missing required parameter: link"),
         ({"service": "{svc}", "link": LINK, "request_id": "x3"}, "Missing required parameter: quantity"),
         ({"service": "999999", "link": LINK, "quantity": "100", "request_id": "x4"}, "Service not found"),

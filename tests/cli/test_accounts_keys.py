@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from decimal import Decimal
 
@@ -110,3 +111,33 @@ def test_key_mistakes(cli: Cli) -> None:
     cli("key", "create", "--account", "1", "--allow-ip", "nonsense").assert_user_error(code=2, says="CIDR")
     cli("key", "create", "--account", "1", "--rate-limit", "fast").assert_user_error(code=2, says="600/min")
     cli("key", "revoke", "--prefix", "pf_nothing").assert_user_error(says="no active key")
+
+
+async def test_key_profiles_created_listed_and_changed(cli: Cli, pool: asyncpg.Pool) -> None:
+    account_id = int(cli("account", "create", "--email", email()).out)
+    strict = cli("key", "create", "--account", str(account_id)).out.strip()
+    classic = cli("key", "create", "--account", str(account_id), "--profile", "classic").out.strip()
+    profiles = "SELECT profile FROM api_keys WHERE key_hash = $1"
+    assert await pool.fetchval(profiles, hash_key(strict)) == "strict"  # the default: today's behaviour
+    assert await pool.fetchval(profiles, hash_key(classic)) == "classic"
+    listed = cli("key", "list", "--account", str(account_id))
+    assert listed.code == 0, listed
+    lines = listed.out.strip().splitlines()
+    assert len(lines) == 2
+    assert key_prefix(strict) in lines[0]
+    assert " strict " in lines[0]
+    assert key_prefix(classic) in lines[1]
+    assert " classic " in lines[1]
+    assert strict not in listed.out
+    assert classic not in listed.out
+    changed = cli("key", "set-profile", "--prefix", key_prefix(strict), "--profile", "classic")
+    assert changed.code == 0, changed
+    assert await pool.fetchval(profiles, hash_key(strict)) == "classic"
+    as_json = cli("key", "list", "--account", str(account_id), "--json")
+    assert [json.loads(line)["profile"] for line in as_json.out.splitlines()] == ["classic", "classic"]
+
+
+def test_key_profile_mistakes(cli: Cli) -> None:
+    cli("key", "create", "--account", "1", "--profile", "lenient").assert_user_error(code=2, says="profile")
+    cli("key", "set-profile", "--prefix", "pf_nothing", "--profile", "classic").assert_user_error(says="no active key")
+    cli("key", "set-profile", "--prefix", "pf_nothing", "--profile", "x").assert_user_error(code=2, says="profile")

@@ -51,6 +51,7 @@ async def make_key(
     scopes: list[str] | None = None,
     allow_ips: list[str] | None = None,
     rate_limit_per_min: int | None = None,
+    profile: str = "strict",
 ) -> str:
     key = generate_key()
     async with pool.acquire() as conn:
@@ -62,6 +63,7 @@ async def make_key(
             scopes=scopes or ALL_SCOPES,
             allow_ips=allow_ips,
             rate_limit_per_min=rate_limit_per_min,
+            profile=profile,
         )
     return key
 
