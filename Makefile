@@ -3,6 +3,7 @@
 #   make up    the same in the background; writes .run/env      make down   stops it
 #   make test  set up (+ promtool for tests/ops), then ruff, mypy and the whole pytest suite   make lint   ruff + mypy
 #   make bench set up, then the benchmark (installs wrk when missing and root)
+#   make chaos set up, then the fault-injection run and its audit (CHAOS_SECONDS, CHAOS_SEED; see README.md)
 # Set-up = .venv with the locked dependencies (scripts/ensure-venv.sh) + Postgres, RabbitMQ and Redis answering
 # at the configured URLs (scripts/ensure-services.sh) + the database migrated + the demo seeded (its account, key,
 # catalog and webhook). `make test` also makes sure of the test tools (scripts/ensure-test-tools.sh).
@@ -13,10 +14,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PANELFLOW := $(VENV)/bin/panelflow
 
-.PHONY: help venv services setup test-tools db run up down test lint bench
+.PHONY: help venv services setup test-tools db run up down test lint bench chaos
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# //'
+	@sed -n '2,9p' Makefile | sed 's/^# //'
 
 venv:
 	@scripts/ensure-venv.sh
@@ -60,3 +61,8 @@ bench: setup
 	$(PY) -m bench.run      # api add vs the bare aiohttp ceiling (issue 2)
 	$(PY) -m bench.e2e      # orders end to end through worker and simulator, 1 and 2 workers (issue 3)
 	$(PY) -m bench.webhooks # dispatcher deliveries/s and commit-to-receiver latency (issue 4)
+
+# The whole stack on private Postgres/RabbitMQ/Redis instances of its own (never the configured ones), faults
+# injected for CHAOS_SECONDS (600) with seed CHAOS_SEED, then the audit: one JSON summary, exit 1 on a broken guarantee.
+chaos: setup
+	$(PY) -m chaos

@@ -167,6 +167,12 @@ def webhook_checks(evidence: Evidence, deliveries: list[Delivery]) -> list[Check
         if wid not in events or events[wid].account_id != ds[0].account_id
     ]
     redelivered = [{"webhook_id": wid, "times": len(ds)} for wid, ds in received.items() if len(ds) > 1]
+    altered = [
+        {"webhook_id": d.webhook_id, "received": d.data}
+        for d in deliveries
+        if d.webhook_id in events
+        and (d.type != events[d.webhook_id].type or d.data != _without_account(events[d.webhook_id].payload))
+    ]
     same: dict[tuple[Any, ...], list[str]] = defaultdict(list)
     for e in evidence.events:
         if e.type in ORDER_EVENTS:
@@ -184,6 +190,7 @@ def webhook_checks(evidence: Evidence, deliveries: list[Delivery]) -> list[Check
         _check("outbox_unpublished", unpublished, "events never handed to RabbitMQ"),
         _check("webhooks_lost", lost, "status events no delivery reached the receiver with"),
         _check("webhooks_unexpected", unexpected, "deliveries of no event of ours, or to another account"),
+        _check("webhooks_altered", altered, "a delivery whose type or data differ from the event's"),
         _check("webhooks_duplicated", duplicated, "one status change emitted under two event ids"),
         _check(
             "webhooks_redelivered",
@@ -192,3 +199,8 @@ def webhook_checks(evidence: Evidence, deliveries: list[Delivery]) -> list[Check
             breaks=False,
         ),
     ]
+
+
+def _without_account(payload: dict[str, Any]) -> dict[str, Any]:
+    """The body's `data` of an event: its payload without the routing field."""
+    return {k: v for k, v in payload.items() if k != "account_id"}
