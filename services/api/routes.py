@@ -21,6 +21,7 @@ from services.api.keys import (
     REQUEST_ID,
     SETTINGS,
 )
+from services.api.reference import add_reference_routes
 from shared.errors import DependencyDown, InvalidAction, MissingParameter
 from shared.ingress import auth
 from shared.ingress.failures import database_unavailable
@@ -102,3 +103,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz, allow_head=True)
     app.router.add_get("/readyz", readyz, allow_head=True)
     app.router.add_get("/metrics", metrics_handler)
+    add_reference_routes(app, app[SETTINGS])
