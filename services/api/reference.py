@@ -11,6 +11,13 @@ from shared.apidoc.document import build, render
 from shared.settings import Settings
 
 ASSETS = Path(__file__).resolve().parent / "reference"
+# The page may load nothing but this origin (Redoc's sidebar would fetch its vendor's logo from a CDN; blocked,
+# the image hides itself). Inline script: the page's one Redoc.init call; blob: workers: Redoc's search index.
+DOCS_HEADERS = {
+    "Content-Type": "text/html; charset=utf-8",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
+    "'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'",
+}
 DOCUMENT = web.AppKey("openapi_document", bytes)
 
 
@@ -26,7 +33,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 async def docs_page(_request: web.Request) -> web.FileResponse:
-    return web.FileResponse(ASSETS / "docs.html", headers={"Content-Type": "text/html; charset=utf-8"})
+    return web.FileResponse(ASSETS / "docs.html", headers=DOCS_HEADERS)
 
 
 async def redoc_bundle(_request: web.Request) -> web.FileResponse:
