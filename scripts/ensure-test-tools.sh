@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The command-line tools the test suite runs besides Python: `promtool` (Debian package `prometheus`), which
-# tests/ops uses to check the alert rules and run their rule tests. `make test` calls this; it is quiet when the
-# tools are there. When promtool is missing it installs `prometheus` with apt-get (root only) WITHOUT starting or
+# tests/ops uses to check the alert rules and run their rule tests, and Debian's `chromium` (+ fonts-liberation),
+# the headless browser tests/api/test_reference.py opens the /docs page in (driven by Playwright from the venv;
+# Playwright's own browser download is not used). `make test` calls this; it is quiet when the tools are there. When promtool is missing it installs `prometheus` with apt-get (root only) WITHOUT starting or
 # enabling the Prometheus server the package ships (only its promtool binary is used); otherwise it stops and
 # says what to install.
 #
@@ -87,7 +88,26 @@ install_prometheus() {
     promtool --version >/dev/null 2>&1 || die "promtool does not run: $(promtool --version 2>&1 | head -n 1)"
 }
 
+install_chromium() {
+    local why=()
+    [[ $(id -u) == 0 ]] || why+=("not root")
+    command -v apt-get >/dev/null || why+=("no apt-get")
+    [[ $NO_INSTALL == 1 ]] && why+=("PANELFLOW_SETUP_NO_INSTALL=1")
+    if ((${#why[@]})); then
+        die "chromium is missing (tests/api/test_reference.py opens /docs in it) and cannot be installed here" \
+            "(${why[*]}): sudo apt-get install -y --no-install-recommends chromium fonts-liberation"
+    fi
+    if [[ -z $(apt_candidate chromium) || $(apt_candidate chromium) == "(none)" ]]; then
+        say "apt-cache knows no chromium package: apt-get update"
+        run env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    fi
+    say "installing chromium with apt-get, for the /docs browser test"
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation
+    [[ $DRY_RUN == 1 ]] || [[ -x /usr/bin/chromium ]] || die "chromium was installed but /usr/bin/chromium is missing"
+}
+
 command -v promtool >/dev/null || install_prometheus
+[[ -x /usr/bin/chromium ]] || install_chromium
 command -v kubectl >/dev/null ||
     say "note: no kubectl: tests/ops skips its \`kubectl kustomize deploy/k8s\` check (the manifests are still checked)"
 exit 0
