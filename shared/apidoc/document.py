@@ -66,13 +66,19 @@ def _headers(*, denied: bool) -> dict[str, Schema]:
     return headers
 
 
+CLASSIC_ERROR: Schema = {
+    **ref("Error"),
+    "description": "Keys of the classic profile get every error but 429 with HTTP 200, as classic panels answer.",
+}
+
+
 def _responses() -> dict[str, Schema]:
     success = [variant for action in parameters.ACTIONS for variant in ANSWERS[action]]
     responses: dict[str, Schema] = {
         "200": {
             "description": "The action's answer (its shape depends on `action`; the batch forms answer per id).",
             "headers": _headers(denied=False),
-            "content": {"application/json": {"schema": {"anyOf": success}}},
+            "content": {"application/json": {"schema": {"anyOf": [*success, CLASSIC_ERROR]}}},
         }
     }
     for status in errors_by_status():
@@ -106,7 +112,15 @@ def _operation(method: str, settings: Settings) -> Schema:
                 "required": False,
                 "description": "Your id of this request, echoed in the answer and our logs (1-128 printable ASCII).",
                 "schema": {"type": "string"},
-            }
+            },
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "`add`: the request id by its other name (1-128 printable ASCII); given with a "
+                "different `request_id` it is a 400.",
+                "schema": {"type": "string"},
+            },
         ],
         "responses": _responses(),
     }
@@ -174,6 +188,10 @@ def _overview() -> str:
         "Every parameter may come in the query string (GET) or a form, multipart or JSON body (POST); "
         'the body wins. Every answer is JSON, errors are `{"error": "..."}`.',
         'Money is a decimal string (`"0.27819"`), ids are integers.',
+        "",
+        "Keys have a profile: `strict` (the default; what this document describes) or `classic`, for programs "
+        "written against classic panels: `add` without a request id is accepted, and every error but 429 is "
+        'answered with HTTP 200 and `{"error"}`.',
         "",
         "| action | key scope | what it does |",
         "|---|---|---|",

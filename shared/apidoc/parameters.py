@@ -124,8 +124,10 @@ ACTIONS: dict[str, ActionDoc] = {
             Param(
                 "request_id",
                 "request_id",
-                "Your id of this order: a retry with the same one places nothing "
-                "new and answers the original order; with other parameters it is a 409.",
+                "Your id of this order: a retry with the same one places nothing new and answers the original "
+                "order; with other parameters it is a 409. Required, here or as the `Idempotency-Key` header "
+                "(keys of the classic profile may send neither: then nothing makes a retry idempotent).",
+                required=False,
             ),
         ),
         notes="Money is reserved when the order is accepted; the charge is rate × charged quantity / 1000 "
