@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The virtualenv at .venv with the locked dependencies and panelflow itself (editable). Reinstalls only when
-# requirements.lock or pyproject.toml changed since the last install (stamp file .venv/.panelflow-installed).
+# The virtualenv at .venv with the locked dependencies, panelflow itself and the Python client of clients/python
+# (both editable; the tests import the client). Reinstalls only when requirements.lock or either pyproject.toml
+# changed since the last install (stamp file .venv/.panelflow-installed).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -11,7 +12,8 @@ die() {
     exit 1
 }
 
-if [[ -f $STAMP && -x .venv/bin/python && $STAMP -nt requirements.lock && $STAMP -nt pyproject.toml ]]; then
+if [[ -f $STAMP && -x .venv/bin/python && $STAMP -nt requirements.lock && $STAMP -nt pyproject.toml &&
+    $STAMP -nt clients/python/pyproject.toml ]]; then
     exit 0
 fi
 
@@ -50,5 +52,8 @@ pip_install() {
 : >"$LOG"
 pip_install -r requirements.lock
 pip_install --no-deps -e .
+# Its dependencies (httpx, standardwebhooks) are in requirements.lock.
+pip_install --no-deps -e clients/python
 .venv/bin/python -c 'import shared.cli.main' || die "panelflow is not importable from .venv after the install"
+.venv/bin/python -c 'import panelflow_client' || die "panelflow_client is not importable from .venv after the install"
 touch "$STAMP"
