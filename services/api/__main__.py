@@ -9,7 +9,7 @@ import uvloop
 from aiohttp import web
 from sentry_sdk.integrations.aiohttp import AioHttpIntegration
 
-from services.api import processes
+from services.api import processes, protocol
 from services.api.app import create_app
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
@@ -25,6 +25,7 @@ def main() -> None:
     if settings.api_processes > 1 and not processes.is_child():
         sys.exit(processes.supervise(settings.api_processes))
     init_sentry(settings, "api", integrations=[AioHttpIntegration()])
+    protocol.install()  # aiohttp's own 400s as JSON, never echoing the request
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     web.run_app(

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from services.api.keys import ACTIONS, ADDRESS, CATALOG, FAILPOINTS, KEYS, LIMITER, PLACER, POOL, RELAY, SETTINGS
 from services.api.middlewares import edge
+from services.api.protocol import handler_args
 from services.api.routes import add_routes
 from shared.db.pool import create_pool
 from shared.failpoints import Failpoints
@@ -106,7 +107,7 @@ async def _placement(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge])
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge], handler_args=handler_args())
     app[SETTINGS] = settings
     app[ADDRESS] = ClientAddress(settings.trusted_proxies)
     app[FAILPOINTS] = Failpoints(settings.failpoints)

@@ -15,6 +15,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from shared.domain.bounds import (
+    INT4,
+    INT4_MAX,
+    check_client_text,
+    client_text_problem,
+    fits_numeric,
+    parse_client_int,
+)
 from shared.domain.money import order_charge
 from shared.errors import InvalidParameter, MissingParameter
 
@@ -29,6 +37,15 @@ ORDER_PARAMS = (
     "delay", "expiry",
 )  # fmt: skip
 _SORTED_ORDER_PARAMS = tuple(sorted(ORDER_PARAMS))
+# Parameters that are lists of lines (the contract separates them by \r\n or \n); every other is one line.
+LINE_PARAMS = frozenset({"keywords", "comments", "usernames", "hashtags", "groups"})
+# Digit strings longer than this are not normalised in the fingerprint (int() of them is refused or slow);
+# validation refuses them anyway.
+_FINGERPRINT_DIGITS_MAX = 40
+# The longest request id the placer takes: a client's (128) or one the api made (shared.domain.request_ids).
+REQUEST_ID_STORED_MAX = 200
+# orders.charge is NUMERIC(20, 5).
+CHARGE_PRECISION, CHARGE_SCALE = 20, 5
 # The JSON string encoder of the stdlib (C): `_canonical_json` writes exactly what
 # `json.dumps(d, sort_keys=True, separators=(",", ":"))` writes for a dict of strings, without building an
 # encoder per call (stored fingerprints must never change: tests/domain pins both to each other).
@@ -66,7 +83,8 @@ def fingerprint(params: Mapping[str, str]) -> bytes:
         if value is None:
             continue
         value = value.strip()
-        if value.isdigit():
+        if value.isdecimal() and len(value) <= _FINGERPRINT_DIGITS_MAX:
+            # isdecimal, not isdigit: int() takes every decimal digit form ("٣"), but not "²".
             value = str(int(value))
         elif "\n" in value or "\r" in value:
             value = "\n".join(line.strip() for line in value.splitlines() if line.strip())
@@ -101,20 +119,17 @@ class _Reader:
         value = value.strip()
         if len(value) > max_len:
             raise InvalidParameter(f"Parameter {name} must be at most {max_len} characters")
-        return value
+        return check_client_text(name, value, lines=name in LINE_PARAMS)
 
     def optional_text(self, name: str) -> str | None:
         value = self.params.get(name)
         return None if value is None or not value.strip() else self.text(name)
 
     def integer(self, name: str, *, minimum: int = 0) -> int:
-        raw = self.text(name, max_len=12)
-        if not raw.isdigit():
-            raise InvalidParameter(f"Parameter {name} must be a whole number")
-        value = int(raw)
-        if value < minimum:
-            raise InvalidParameter(f"Parameter {name} must be at least {minimum}")
-        return value
+        value = self.params.get(name)
+        if value is None or not value.strip():
+            raise MissingParameter(name)
+        return parse_client_int(name, value, minimum=minimum, maximum=INT4_MAX)
 
     def optional_integer(self, name: str, *, minimum: int = 0) -> int | None:
         value = self.params.get(name)
@@ -251,12 +266,41 @@ BUILDERS: dict[str, Callable[[_Reader, ServiceTerms], Built]] = {
 ORDER_TYPES = tuple(BUILDERS)
 
 
+def unstorable(draft: OrderDraft, request_id: str) -> str | None:
+    """Why the orders table could not hold this order (a sentence for the client), or None.
+
+    `draft_order` never makes such a draft; the placer checks every request with this before it joins a group
+    commit anyway, because one row the database refuses would fail the whole batch of many accounts' orders.
+    """
+    if not 0 < draft.quantity <= INT4_MAX:
+        return f"The order is too large: at most {INT4_MAX} units in all"
+    for amount in (draft.charge, draft.rate):
+        if amount < 0 or not fits_numeric(amount, CHARGE_PRECISION, CHARGE_SCALE):
+            return "The order is too large: its charge is out of range"
+    texts = [("request_id", request_id), ("link", draft.link or "")]
+    for name, value in draft.params.items():
+        texts.extend((name, v) for v in (value if isinstance(value, list) else [value]) if isinstance(v, str))
+    for name, text in texts:
+        problem = client_text_problem(text)
+        if problem is not None:
+            return f"Parameter {name} contains {problem}"
+    if len(request_id) > REQUEST_ID_STORED_MAX:
+        return "request_id must be 1 to 128 printable ASCII characters"
+    return None
+
+
 def draft_order(params: Mapping[str, str], terms: ServiceTerms, *, lines_max: int = 10_000) -> OrderDraft:
     """Validate `add`'s parameters against the service's type and terms, and price the order."""
     build = BUILDERS.get(terms.type)
     if build is None:  # a catalog row of a type we do not sell is not orderable
         raise InvalidParameter(f"Service type {terms.type} is not supported")
     link, units, type_params, flat = build(_Reader(params, lines_max), terms)
+    # Checked here, before the order joins a group commit: a value its column cannot hold must never reach it.
+    if not INT4[0] < units <= INT4[1]:
+        raise InvalidParameter(f"The order is too large: at most {INT4_MAX} units in all")
+    charge = order_charge(terms.rate, units, flat=flat)
+    if not fits_numeric(charge, CHARGE_PRECISION, CHARGE_SCALE):
+        raise InvalidParameter("The order is too large: its charge is out of range")
     return OrderDraft(
         service_id=terms.id,
         type=terms.type,
@@ -264,5 +308,5 @@ def draft_order(params: Mapping[str, str], terms: ServiceTerms, *, lines_max: in
         quantity=units,
         params=type_params,
         rate=terms.rate,
-        charge=order_charge(terms.rate, units, flat=flat),
+        charge=charge,
     )

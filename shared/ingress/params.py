@@ -8,52 +8,135 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from shared.errors import BodyTooLarge, IncorrectOrderId, InvalidParameter
+from shared.domain.bounds import check_client_text, client_text_problem
+from shared.errors import BodyTooLarge, IncorrectOrderId, InvalidApiKey, InvalidParameter
 
-_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+_FORM = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
 _ID_SPLIT = re.compile(r"[\s,]+")
 # Ids are BIGINT: more digits than this cannot be one of ours and must not reach the database.
 _ID_DIGITS_MAX = 18
+# What aiohttp's multipart reader raises on a body that is no multipart form (no or a wrong boundary, a part
+# without a name, an unknown charset, bytes that are not text in it).
+_MULTIPART_ERRORS = (ValueError, AssertionError, LookupError, TypeError, KeyError)
 
 
 async def read_params(request: web.Request, max_body_bytes: int) -> dict[str, str]:
+    """The parameters of an `/api/v2` call: the query string's, then the body's on top (the body wins).
+
+    A name given twice within the query or within the body, text that is not UTF-8, a NUL, another control
+    character or an unpaired surrogate in a name or value, a body that is not what its content type says:
+    `InvalidParameter` (400) naming what is wrong, never an exception of the parsers.
+    """
     params: dict[str, str] = {}
-    if request.query_string:  # parsing an empty query still costs a URL parse on the hot path
-        for name, value in request.query.items():
-            params.setdefault(name, value)
+    raw_query = request.rel_url.raw_query_string
+    if raw_query:  # parsing an empty query still costs a URL parse on the hot path
+        params.update(_checked(_pairs_of_urlencoded(raw_query, "query string")))
     if request.method != "POST" or not request.body_exists:
         return params
     if request.content_length is not None and request.content_length > max_body_bytes:
         raise BodyTooLarge()
     content_type = request.content_type
-    if content_type in _FORM_TYPES:
-        form = await request.post()
-        for name, field in form.items():
-            if isinstance(field, str):  # uploaded files are not parameters of this API
-                params[name] = field
+    if content_type == _MULTIPART:
+        params.update(_checked(await _multipart_pairs(request)))
     elif content_type == "application/json":
-        params.update(_from_json(await request.read()))
+        params.update(_checked(_from_json(await request.read())))
     else:
-        # Some clients post a form body without a content type (or as text/plain): read it as a form.
-        text = (await request.read()).decode("utf-8", "replace")
-        params.update(parse_qsl(text, keep_blank_values=True))
+        # Forms, and the form bodies some clients post without a content type (or as text/plain).
+        params.update(_checked(_pairs_of_urlencoded(_utf8(await request.read(), "Request body"), "body")))
     return params
 
 
-def _from_json(body: bytes) -> dict[str, str]:
+def _utf8(data: bytes, what: str) -> str:
     try:
-        data = json.loads(body) if body.strip() else {}
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidParameter(f"{what} is not valid UTF-8") from None
+
+
+def _pairs_of_urlencoded(text: str, where: str) -> Iterable[tuple[str, str]]:
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        try:
+            name = unquote_plus(name, errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidParameter(f"A parameter name in the {where} is not valid UTF-8") from None
+        try:
+            yield name, unquote_plus(value, errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidParameter(f"Parameter {_name(name)} is not valid UTF-8") from None
+
+
+async def _multipart_pairs(request: web.Request) -> list[tuple[str, str]]:
+    try:
+        form = await request.post()
+    except UnicodeDecodeError:
+        raise InvalidParameter("Request body is not valid UTF-8") from None
+    except _MULTIPART_ERRORS:
+        raise InvalidParameter("Request body is not a valid multipart/form-data body") from None
+    # Uploaded files are not parameters of this API.
+    return [(name, field) for name, field in form.items() if isinstance(field, str)]
+
+
+def _checked(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The pairs as a dict; a name given twice or unclean text (see `shared.domain.bounds`) is refused."""
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise InvalidParameter(f"Parameter {_name(name)} is given more than once")
+        problem = client_text_problem(name, lines=False)
+        if problem is not None:
+            raise InvalidParameter(f"A parameter name contains {problem}")
+        check_client_text(name, value)
+        params[name] = value
+    return params
+
+
+def _name(name: str) -> str:
+    return name if client_text_problem(name, lines=False) is None and len(name) <= 64 else repr(name)[:64]
+
+
+class _DuplicateName(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _DuplicateName(name)
+            seen.add(name)
+    return data
+
+
+def _from_json(body: bytes) -> list[tuple[str, str]]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidParameter("Request body is not valid UTF-8") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_object) if text.strip() else {}
+    except _DuplicateName as exc:
+        raise InvalidParameter(f"Parameter {_name(exc.name)} is given more than once") from None
+    except RecursionError:
+        raise InvalidParameter("Request body is nested too deeply") from None
     except ValueError as exc:
         raise InvalidParameter("Request body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise InvalidParameter("Request body must be a JSON object")
-    return {str(name): text for name, value in data.items() if (text := _json_value(name, value)) is not None}
+    return [(str(name), v) for name, value in data.items() if (v := _json_value(name, value)) is not None]
 
 
 def _json_value(name: str, value: Any) -> str | None:
@@ -67,11 +150,14 @@ def _json_value(name: str, value: Any) -> str | None:
         # Lists arrive where the form would carry lines (comments, usernames) or comma lists (orders):
         # newline-joined serves both, since id lists split on any whitespace or comma.
         return "\n".join(str(v) for v in value)
-    raise InvalidParameter(f"Parameter {name} has an unsupported JSON type")
+    raise InvalidParameter(f"Parameter {_name(name)} has an unsupported JSON type")
 
 
 def api_key(params: Mapping[str, str], request: web.Request) -> str | None:
-    return params.get("key") or request.headers.get("X-API-Key") or None
+    key = params.get("key") or request.headers.get("X-API-Key") or None
+    if key is not None and client_text_problem(key, lines=False) is not None:
+        raise InvalidApiKey()  # a header aiohttp decoded with surrogateescape: no key of ours looks like it
+    return key
 
 
 # --- ids ---------------------------------------------------------------------------------------------------

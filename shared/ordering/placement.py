@@ -22,11 +22,12 @@ from asyncpg.pool import PoolConnectionProxy
 
 from shared.db import placement as sql
 from shared.db.types import Conn
-from shared.domain.order_types import OrderDraft
+from shared.domain.order_types import OrderDraft, unstorable
 from shared.errors import (
     AccountSuspended,
     DependencyDown,
     InsufficientBalance,
+    InvalidParameter,
     RequestIdConflict,
     ServiceNotFound,
 )
@@ -123,8 +124,12 @@ class Placer:
         """The order id (new, or the original for a replay with the same params_hash).
 
         Raises InsufficientBalance, RequestIdConflict (same request_id, other params), AccountSuspended;
-        DependencyDown when the database is unreachable (or the placer is shutting down).
+        InvalidParameter for an order its table could not hold (refused before it joins a batch, so that it
+        cannot fail the others); DependencyDown when the database is unreachable (or the placer is shutting down).
         """
+        problem = unstorable(request.draft, request.request_id)
+        if problem is not None:
+            raise InvalidParameter(problem)
         if self._closing or self._batcher is None:
             raise DependencyDown()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()

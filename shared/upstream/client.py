@@ -45,6 +45,8 @@ from shared.upstream.results import (
 log = structlog.get_logger(__name__)
 
 BATCH_MAX = 100  # ids per status / refill_status / cancel call, as the contract allows
+# The longest upstream order or refill id we store and follow.
+PROVIDER_ID_MAX = 128
 # Answers that mean "your call was turned away before the order was looked at".
 _TURNED_AWAY = frozenset({401, 403, 429})
 
@@ -251,7 +253,7 @@ class UpstreamClient:
                 raise _CallFailed(f"http {status}", sent=True)
             try:
                 body = json.loads(raw, parse_float=Decimal)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the parser goes
                 healthy = False
                 raise _CallFailed(f"unreadable reply (http {status}): {raw[:80]!r}", sent=True) from None
             healthy = True
@@ -305,7 +307,11 @@ def _submit_result(reply: _Reply, id_field: str) -> str | Refused | NotSent | Un
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         if isinstance(value, str) and value.strip():
-            return value.strip()
+            # An id we could not store (NUL, control characters, megabytes) cannot be followed: the order is
+            # parked like any unreadable answer, for an operator to look up.
+            text = value.strip()
+            if len(text) <= PROVIDER_ID_MAX and normalize.to_text(text, limit=PROVIDER_ID_MAX) == text:
+                return text
     return Unknown(f"unexpected reply (http {reply.status}): {reply.body!r}"[:300])
 
 

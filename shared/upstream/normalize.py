@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from shared.domain.bounds import INT8, bounded_decimal, bounded_int, external_text
 from shared.domain.order_types import ORDER_TYPES
 from shared.upstream.results import (
     IdError,
@@ -87,33 +88,21 @@ def order_type(value: Any) -> str | None:
 
 
 def to_int(value: Any) -> int | None:
-    """`157`, `"157"`, `"157.0"`, `157.0` -> 157; `"Unknown"`, `""`, None, garbage -> None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    number = to_decimal(value)
-    if number is None or number != number.to_integral_value():
-        return None
-    return int(number)
+    """`157`, `"157"`, `"157.0"`, `157.0` -> 157; `"Unknown"`, `""`, None, garbage, and numbers a BIGINT
+    cannot hold (`"1e1000000"`: refused on its shape, never converted) -> None."""
+    return bounded_int(value, INT8)
 
 
 def to_decimal(value: Any) -> Decimal | None:
-    """A JSON number or numeric string as an exact Decimal (floats via their repr, never binary arithmetic)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, int | float):
-        number = Decimal(str(value))
-    elif isinstance(value, str):
-        try:
-            number = Decimal(value.strip().replace(",", "."))
-        except InvalidOperation:
-            return None
-    else:
-        return None
-    return number if number.is_finite() else None
+    """A JSON number or numeric string as an exact Decimal (floats via their repr, never binary arithmetic);
+    None for garbage and for numbers out of any column's range (see `shared.domain.bounds`)."""
+    return bounded_decimal(value)
+
+
+def to_text(value: Any, *, limit: int = 1000) -> str:
+    """An upstream's text (error message, status, names) fit to store: NUL, control characters and invalid
+    UTF-8 replaced, at most `limit` characters."""
+    return external_text(value, limit=limit)
 
 
 def to_bool(value: Any) -> bool:
@@ -129,8 +118,7 @@ def to_bool(value: Any) -> bool:
 def error_message(body: Any) -> str | None:
     """The message of an `{"error": ...}` body, or None when the body is no such thing."""
     if isinstance(body, Mapping) and "error" in body:
-        error = body["error"]
-        return error if isinstance(error, str) else str(error)
+        return to_text(body["error"])
     return None
 
 
@@ -150,17 +138,17 @@ def order_report(raw: Any) -> OrderReport | IdError:
     if message is not None:
         return IdError(message)
     if not isinstance(raw, Mapping):
-        return IdError(f"unreadable status entry: {raw!r}"[:200])
+        return IdError(to_text(f"unreadable status entry: {raw!r}"[:200]))
     status = order_status(raw.get("status"))
     if status is None:
-        return IdError(f"unrecognised status: {raw.get('status')!r}"[:200])
+        return IdError(to_text(f"unrecognised status: {raw.get('status')!r}"[:200]))
     currency = raw.get("currency")
     return OrderReport(
         status=status,
         charge=to_decimal(raw.get("charge")),
         start_count=to_int(raw.get("start_count")),
         remains=to_int(raw.get("remains")),
-        currency=currency if isinstance(currency, str) else None,
+        currency=to_text(currency, limit=16) if isinstance(currency, str) else None,
     )
 
 
@@ -171,7 +159,7 @@ def refill_report(raw: Any) -> RefillReport | IdError:
         return IdError(message)
     status = refill_status(raw)
     if status is None:
-        return IdError(f"unrecognised refill status: {raw!r}"[:200])
+        return IdError(to_text(f"unrecognised refill status: {raw!r}"[:200]))
     return RefillReport(status)
 
 
@@ -189,10 +177,10 @@ def upstream_service(raw: Any) -> UpstreamService | None:
         return None
     name, category = raw.get("name"), raw.get("category")
     return UpstreamService(
-        service=str(service_id).strip(),
-        name=str(name).strip() if name is not None else f"Service {service_id}",
+        service=to_text(service_id, limit=128).strip(),
+        name=to_text(name).strip() if name is not None else f"Service {to_text(service_id, limit=128)}",
         type=type_,
-        category=str(category).strip() if category is not None else "",
+        category=to_text(category).strip() if category is not None else "",
         rate=rate,
         min=low,
         max=high,

@@ -12,6 +12,7 @@ from typing import Any
 from shared.db import outbox
 from shared.db import webhooks as db
 from shared.db.types import Conn
+from shared.domain.bounds import parse_client_int
 from shared.domain.events import SUBSCRIBER_EVENTS, Event, EventType
 from shared.errors import InvalidParameter, ValidationFailed
 from shared.net.guard import AddressGuard, InvalidUrl
@@ -21,6 +22,8 @@ from shared.webhooks.signing import generate_secret
 
 SUBSCRIBABLE = tuple(str(e) for e in SUBSCRIBER_EVENTS)
 DELIVERIES_LIMIT_MAX = 100
+# `webhook.replay since=`: the last second of year 9999.
+SINCE_MAX = 253_402_300_799
 
 
 class WebhookNotFound(ValidationFailed):
@@ -151,6 +154,7 @@ def parse_replay_target(event: str | None, since: str | None) -> tuple[uuid.UUID
             raise InvalidParameter("event must be an event id") from None
     assert since is not None
     try:
-        return None, datetime.fromtimestamp(int(since), UTC)
-    except (ValueError, OverflowError, OSError):
+        seconds = parse_client_int("since", since, maximum=SINCE_MAX)
+        return None, datetime.fromtimestamp(seconds, UTC)
+    except (InvalidParameter, OverflowError, OSError):
         raise InvalidParameter("since must be a unix time in seconds") from None
