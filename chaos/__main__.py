@@ -3,7 +3,9 @@
 Settings (environment, or the options of the same name): CHAOS_SECONDS (600: how long faults are injected),
 CHAOS_SEED (the fault schedule and the load's choices; random when unset, printed in the summary),
 CHAOS_RATE (orders started per second, 8), CHAOS_ACCOUNTS (10), CHAOS_QUIESCE_S (240: the most the run waits
-for the stack to settle after the last fault). Prints one JSON summary (also written to the run's directory
+for the stack to settle after the last fault), CHAOS_UPSTREAM_LATENCY_MS (200: every upstream call's latency
+when no fault fires, so that kills catch calls in flight), CHAOS_IDEMPOTENT (1: the simulator honours request
+ids and its provider is marked so; 0: neither). Prints one JSON summary (also written to the run's directory
 with every process's log) and exits 1 when any guarantee was broken.
 """
 
@@ -43,6 +45,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=float(env("CHAOS_RATE", "8")))
     parser.add_argument("--accounts", type=int, default=int(env("CHAOS_ACCOUNTS", "10")))
     parser.add_argument("--quiesce-s", type=float, default=float(env("CHAOS_QUIESCE_S", "240")))
+    parser.add_argument("--upstream-latency-ms", type=float, default=float(env("CHAOS_UPSTREAM_LATENCY_MS", "200")))
+    parser.add_argument(
+        "--idempotent",
+        type=lambda v: v.lower() in ("1", "true", "yes"),
+        default=env("CHAOS_IDEMPOTENT", "1").lower() in ("1", "true", "yes"),
+        help="the simulator honours request ids and its provider is marked so (1, default) or neither (0)",
+    )
     return parser.parse_args(argv)
 
 
@@ -69,7 +78,7 @@ async def settle(stack: Stack, timeout: float) -> tuple[bool, float, dict[str, i
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     run_dir = Path(tempfile.mkdtemp(prefix="panelflow-chaos-"))
-    stack = Stack(run_dir=run_dir, seed=args.seed)
+    stack = Stack(run_dir=run_dir, seed=args.seed, idempotent=args.idempotent)
     receiver = Receiver(secrets={}, port=free_port())
     try:
         print(f"chaos: starting the stack (logs in {run_dir})", file=sys.stderr, flush=True)
@@ -79,12 +88,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         receiver.secrets.update({a.id: a.secret for a in stack.accounts})
         plan = schedule(args.seconds, args.seed)
         load = Load(stack.api_urls(), stack.accounts, stack.service_id, args.seed, args.rate)
-        nemesis = Nemesis(stack, receiver, args.seed)
+        nemesis = Nemesis(stack, receiver, args.seed, args.upstream_latency_ms)
+        await nemesis.calm_upstream()
         print(f"chaos: seed {args.seed}: {len(plan)} faults over {args.seconds:.0f} s", file=sys.stderr, flush=True)
         load_task = asyncio.create_task(load.run_until_stopped())
         await asyncio.gather(nemesis.run(plan), asyncio.sleep(args.seconds))
         print("chaos: faults over; waiting for the stack to settle", file=sys.stderr, flush=True)
         await receiver.up()
+        await nemesis.calm_upstream()
         healthy = await stack.all_healthy()
         load.stop()
         await load_task
@@ -96,7 +107,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             evidence = await gather(conn, sim_stats)
         finally:
             await conn.close()
-        checks = audit(load.history, evidence, receiver.deliveries, idempotent_upstream=bool(stack.provider_idempotent))
+        checks = audit(load.history, evidence, receiver.deliveries, idempotent_upstream=stack.idempotent)
         checks.append(
             Check(
                 "quiescence",
@@ -123,7 +134,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "rate_per_s": args.rate,
             "accounts": args.accounts,
             "replicas": dict.fromkeys(KINDS, REPLICAS),
-            "provider_idempotent": stack.provider_idempotent,
+            "idempotent_upstream": stack.idempotent,
+            "upstream_latency_ms": args.upstream_latency_ms,
             "faults": {c: n for c, n in sorted(Counter(i.fault for i in nemesis.log).items())},
             "fault_classes_missing": [c for c in CLASSES if c not in {i.fault for i in nemesis.log}],
             "load": {

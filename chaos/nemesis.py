@@ -79,11 +79,17 @@ class Injected:
 
 
 class Nemesis:
-    def __init__(self, stack: Stack, receiver: Receiver, seed: int) -> None:
+    def __init__(self, stack: Stack, receiver: Receiver, seed: int, upstream_latency_ms: float = 0) -> None:
         self.stack = stack
         self.receiver = receiver
         self.rng = random.Random(seed + 1)
         self.log: list[Injected] = []
+        # Every upstream call takes this long when no fault fires: kills then catch calls in flight.
+        self.baseline = [{"fault": "latency", "ms": upstream_latency_ms}] if upstream_latency_ms > 0 else []
+
+    async def calm_upstream(self) -> None:
+        assert self.stack.sim_control is not None
+        await self.stack.sim_control.faults({"rules": self.baseline})
 
     async def run(self, plan: list[Planned]) -> None:
         began = time.monotonic()
@@ -127,7 +133,7 @@ class Nemesis:
             await self.receiver.up()
             return f"down {down}s"
         assert self.stack.sim_control is not None
-        await self.stack.sim_control.faults(SIM_PLANS[fault])
+        await self.stack.sim_control.faults({"rules": SIM_PLANS[fault]["rules"] + self.baseline})
         await asyncio.sleep(down)
-        await self.stack.sim_control.faults({"rules": []})
+        await self.calm_upstream()
         return f"{down}s"

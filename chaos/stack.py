@@ -91,6 +91,8 @@ class Stack:
 
     run_dir: Path
     seed: int
+    # The simulator honours request ids and the provider is marked so (where this version has the setting).
+    idempotent: bool = True
     postgres: PrivatePostgres = field(default_factory=PrivatePostgres)
     rabbit: PrivateRabbit = field(default_factory=PrivateRabbit)
     redis: PrivateRedis = field(default_factory=PrivateRedis)
@@ -99,7 +101,6 @@ class Stack:
     sim_control: SimControl | None = None
     service_id: int = 0
     provider_id: int = 0
-    provider_idempotent: bool | None = None  # None: this version has no such provider setting
     accounts: list[Account] = field(default_factory=list)
     restarts: Counter[str] = field(default_factory=Counter)
     # Exits nobody asked for (not our kill -9): name, exit code, seconds into the run.
@@ -137,7 +138,7 @@ class Stack:
         sim_port = free_port()
         self.sim = ManagedProcess(
             "services.provider_sim",
-            settings_env(settings, sim_port=sim_port, metrics_port_sim=free_port(), **_sim_idempotency_env()),
+            settings_env(settings, sim_port=sim_port, metrics_port_sim=free_port(), sim_idempotent=self.idempotent),
             self.run_dir / "provider-sim.log",
         ).start()
         self.sim_control = SimControl(f"http://127.0.0.1:{sim_port}", SIM_KEY)
@@ -174,9 +175,13 @@ class Stack:
         try:
             await migrate(conn)
             self.provider_id = await add_provider(
-                conn, provider_key_box(settings), name="chaos-sim", url=self.sim_control.api_url, api_key=SIM_KEY
+                conn,
+                provider_key_box(settings),
+                name="chaos-sim",
+                url=self.sim_control.api_url,
+                api_key=SIM_KEY,
+                idempotent=self.idempotent,
             )
-            self.provider_idempotent = await _mark_idempotent(conn, self.provider_id)
             self.service_id = await catalog.add_service(
                 conn,
                 name="Chaos followers",
@@ -270,25 +275,3 @@ class Stack:
         for service in (self.redis, self.rabbit, self.postgres):
             with contextlib.suppress(Exception):
                 await service.close()
-
-
-def _sim_idempotency_env() -> dict[str, Any]:
-    """The simulator honours request ids (when this version can be told, say so explicitly)."""
-    names = Settings.model_fields
-    for name in ("sim_idempotent", "sim_honour_request_id", "sim_honor_request_id"):
-        if name in names:
-            return {name: True}
-    return {}
-
-
-async def _mark_idempotent(conn: Any, provider_id: int) -> bool | None:
-    """Mark the simulator's provider as honouring request ids where providers have that setting."""
-    column = await conn.fetchval(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'providers' AND column_name = "
-        "ANY($1::text[])",
-        ["idempotent", "honours_request_id", "honors_request_id"],
-    )
-    if column is None:
-        return None
-    await conn.execute(f"UPDATE providers SET {column} = true WHERE id = $1", provider_id)
-    return True
