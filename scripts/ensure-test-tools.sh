@@ -106,7 +106,38 @@ install_chromium() {
     [[ $DRY_RUN == 1 ]] || [[ -x /usr/bin/chromium ]] || die "chromium was installed but /usr/bin/chromium is missing"
 }
 
+# Debian packages for the client tests, installed together when any is missing (root + apt only).
+install_packages() {
+    local why=()
+    [[ $(id -u) == 0 ]] || why+=("not root")
+    command -v apt-get >/dev/null || why+=("no apt-get")
+    [[ $NO_INSTALL == 1 ]] && why+=("PANELFLOW_SETUP_NO_INSTALL=1")
+    if ((${#why[@]})); then
+        die "missing for tests/clients: $* (cannot install here: ${why[*]}): sudo apt-get install -y $*"
+    fi
+    if [[ -z $(apt_candidate "$1") || $(apt_candidate "$1") == "(none)" ]]; then
+        run env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    fi
+    say "installing $* with apt-get (for tests/clients)"
+    [[ $DRY_RUN == 1 ]] || deny_service_starts
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+node_major() { node -e 'console.log(process.versions.node.split(".")[0])' 2>/dev/null || echo 0; }
+
 command -v promtool >/dev/null || install_prometheus
+missing=()
+if ! command -v php >/dev/null; then
+    missing+=(php-cli php-curl)
+elif ! php -r 'exit(function_exists("curl_init") ? 0 : 1);' 2>/dev/null; then
+    missing+=(php-curl)
+fi
+command -v node >/dev/null || missing+=(nodejs)
+((${#missing[@]} == 0)) || install_packages "${missing[@]}"
+if [[ $DRY_RUN != 1 ]]; then
+    php -r 'exit(function_exists("curl_init") ? 0 : 1);' || die "php has no curl extension: install php-curl"
+    (($(node_major) >= 20)) || die "node $(node --version 2>/dev/null || echo missing) is too old for clients/js: install Node 20+"
+fi
 [[ -x /usr/bin/chromium ]] || install_chromium
 command -v kubectl >/dev/null ||
     say "note: no kubectl: tests/ops skips its \`kubectl kustomize deploy/k8s\` check (the manifests are still checked)"

@@ -1,0 +1,28 @@
+<?php
+// Drives clients/php/Api.php against a running api: every method once, printing one JSON object with each
+// answer and its HTTP status. Usage: php drive_api.php URL KEY SERVICE
+require __DIR__ . '/../../../clients/php/Api.php';
+
+[$_, $url, $key, $service] = $argv;
+$api = new Api($url, $key);
+$out = [];
+$record = function ($name, $answer) use ($api, &$out) {
+    $out[$name] = ['answer' => $answer, 'status' => $api->last_status];
+    return $answer;
+};
+
+$record('services', $api->services());
+$classic = $record('order', $api->order(['service' => $service, 'link' => 'https://example.com/p/php', 'quantity' => 100]));
+$rid = Api::newRequestId();
+$first = $record('order_rid', $api->order(['service' => $service, 'link' => 'https://example.com/p/php', 'quantity' => 100], $rid));
+$record('order_rid_again', $api->order(['service' => $service, 'link' => 'https://example.com/p/php', 'quantity' => 100], $rid));
+$order = $first->order;
+$record('status', $api->status($order));
+$record('multiStatus', $api->multiStatus([$order, 999999999]));
+$record('refill', $api->refill($order));
+$record('multiRefill', $api->multiRefill([$order]));
+$record('refillStatus', $api->refillStatus(999999999));
+$record('multiRefillStatus', $api->multiRefillStatus([999999999]));
+$record('cancel', $api->cancel([$order]));
+$record('balance', $api->balance());
+echo json_encode($out), "\n";
