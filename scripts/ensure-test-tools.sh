@@ -2,7 +2,9 @@
 # The command-line tools the test suite runs besides Python: `promtool` (Debian package `prometheus`), which
 # tests/ops uses to check the alert rules and run their rule tests, and Debian's `chromium` (+ fonts-liberation),
 # the headless browser tests/api/test_reference.py opens the /docs page in (driven by Playwright from the venv;
-# Playwright's own browser download is not used). `make test` calls this; it is quiet when the tools are there. When promtool is missing it installs `prometheus` with apt-get (root only) WITHOUT starting or
+# Playwright's own browser download is not used), and `php` with its curl extension (Debian `php-cli`, `php-curl`)
+# and `node` 20+ (Debian `nodejs`), which tests/clients uses to run clients/php and clients/js against the api.
+# `make test` calls this; it is quiet when the tools are there. When promtool is missing it installs `prometheus` with apt-get (root only) WITHOUT starting or
 # enabling the Prometheus server the package ships (only its promtool binary is used); otherwise it stops and
 # says what to install.
 #
@@ -36,6 +38,8 @@ apt_candidate() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $
 # Package maintainer scripts start services through invoke-rc.d / deb-systemd-invoke, which ask policy-rc.d
 # first: 101 means "do not start". Ours is put in place for the install only, and any existing one restored.
 deny_service_starts() {
+    [[ -z ${SERVICE_STARTS_DENIED:-} ]] || return 0 # once: a second call would save our own policy as the original
+    SERVICE_STARTS_DENIED=1
     if [[ -e $POLICY ]]; then
         cp -p "$POLICY" "$POLICY.panelflow-saved"
     fi
