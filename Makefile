@@ -13,6 +13,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PANELFLOW := $(VENV)/bin/panelflow
+# Everything make starts is a development stack: empty encryption-key settings mean the development keys.
+# Production (the default of the processes themselves) requires them; see docs/configuration.md.
+export PANELFLOW_ENV ?= development
 
 .PHONY: help venv services setup test-tools db run up down test lint bench chaos
 

@@ -104,7 +104,11 @@ async def run_e2e(
     """Set up a stack of its own (database, api + relay, simulator, workers), measure, tear it all down."""
     base = Settings()
     settings = base.model_copy(
-        update={"database_url": with_database(base.database_url, DATABASE), "amqp_prefix": f"e2e{uuid.uuid4().hex[:8]}"}
+        update={
+            "env": "development",
+            "database_url": with_database(base.database_url, DATABASE),
+            "amqp_prefix": f"e2e{uuid.uuid4().hex[:8]}",
+        }
     )
     configure_logging(settings.model_copy(update={"log_level": "WARNING"}), "bench")
     await drop_database(settings.database_url)

@@ -339,6 +339,7 @@ async def bench(opts: Options) -> dict[str, Any]:
     base = Settings()
     settings = base.model_copy(
         update={
+            "env": "development",
             "database_url": with_database(base.database_url, DATABASE),
             "amqp_prefix": f"bench{uuid.uuid4().hex[:8]}",
         }

@@ -175,6 +175,7 @@ def bench_settings() -> Settings:
     base = Settings()
     return base.model_copy(
         update={
+            "env": "development",
             "database_url": with_database(base.database_url, DATABASE),
             "amqp_prefix": f"whbench{uuid.uuid4().hex[:8]}",
             "webhooks_allow_http": True,

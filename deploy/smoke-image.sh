@@ -18,6 +18,7 @@ API=http://127.0.0.1:18080
 WORK=$(mktemp -d)
 chmod 777 "$WORK"  # the containers' user (uid 10001) writes the demo key here
 ENV=(
+    -e PANELFLOW_ENV=development
     -e "PANELFLOW_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/$DB" -e "PANELFLOW_AMQP_PREFIX=$PREFIX"
     -e PANELFLOW_API_HOST=127.0.0.1 -e PANELFLOW_API_PORT=18080
     -e PANELFLOW_SIM_HOST=127.0.0.1 -e PANELFLOW_SIM_PORT=18090

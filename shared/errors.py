@@ -34,6 +34,13 @@ class InvalidAction(ValidationFailed):
     message = "Invalid action"
 
 
+class PostRequired(ValidationFailed):
+    """A secret-bearing action sent with GET: its parameters and answer would sit in URLs and logs."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(f"{action} must be sent with POST: its answer holds a secret")
+
+
 class ServiceNotFound(ValidationFailed):
     message = "Service not found"
 

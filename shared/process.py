@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import uvloop
 
+from shared.crypto.secretbox import SecretBoxError, require_keys
 from shared.db.pool import create_pool
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
@@ -33,9 +35,19 @@ async def _run(settings: Settings, serve: Serve) -> None:
         await pool.close()
 
 
-def run_process(name: str, serve: Serve) -> None:
+def check_keys(settings: Settings, name: str, keys: Sequence[str]) -> None:
+    """Exit 1 with one line on stderr when an encryption key the process needs is missing (outside development)."""
+    try:
+        require_keys(settings, *keys)
+    except SecretBoxError as exc:
+        sys.exit(f"panelflow {name}: refusing to start: {exc}")
+
+
+def run_process(name: str, serve: Serve, *, keys: Sequence[str] = ()) -> None:
+    """`keys`: the encryption-key settings (shared.crypto.secretbox) the process needs, checked before anything."""
     settings = Settings()
     configure_logging(settings, name)
+    check_keys(settings, name, keys)
     init_sentry(settings, name)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_run(settings, serve))

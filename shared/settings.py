@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +15,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PANELFLOW_", extra="ignore")
+
+    # --- mode --------------------------------------------------------------------------------------------
+    # `production` (the default): a process or command that needs an encryption key (PANELFLOW_WEBHOOK_SECRET_KEY,
+    # PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY) refuses to start while it is empty. `development` (what `make run`,
+    # `make up`, `make test` and the test suite set) uses fixed development keys instead, with a warning.
+    env: Literal["development", "production"] = "production"
 
     # --- connections -------------------------------------------------------------------------------
     database_url: str = "postgresql://postgres@127.0.0.1:5432/panelflow"
@@ -96,8 +103,8 @@ class Settings(BaseSettings):
     catalog_default_markup_pct: Decimal = Decimal("20")
     # Fernet key(s) that encrypt our API keys at the providers at rest (`providers.api_key_enc`), comma-separated:
     # the first encrypts, all decrypt; `panelflow provider encrypt-keys` re-encrypts under the first (rotation).
-    # Needed by the worker, `panelflow migrate` and the provider commands. Unset: a fixed development key is
-    # derived and a warning is logged — never in production.
+    # Needed by the worker, `panelflow migrate` and the provider commands: required unless PANELFLOW_ENV is
+    # development, where an unset key means a fixed development key (with a warning).
     provider_key_encryption_key: SecretStr | None = None
 
     # --- provider simulator (H5: services/provider_sim) -------------------------------------------------
@@ -126,7 +133,8 @@ class Settings(BaseSettings):
 
     # --- webhooks (H6: shared/webhooks, services/webhooks) ----------------------------------------------
     # Fernet key(s) that encrypt endpoint secrets at rest, comma-separated: the first encrypts, all decrypt
-    # (key rotation). Unset: a fixed development key is derived and a warning is logged — never in production.
+    # (key rotation). Needed by the api and the webhooks processes: required unless PANELFLOW_ENV is development,
+    # where an unset key means a fixed development key (with a warning).
     webhook_secret_key: SecretStr | None = None
     # Plain-http endpoint URLs (development and tests only); https otherwise.
     webhooks_allow_http: bool = False

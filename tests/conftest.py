@@ -39,6 +39,7 @@ def _no_process_outlives_the_run() -> Iterator[None]:
 def base_settings() -> Settings:
     env_url = Settings().database_url
     return Settings(
+        env="development",
         database_url=with_database(env_url, f"panelflow_test_{RUN_ID}"),
         amqp_prefix=f"test{RUN_ID}",
         rate_limits_enabled=False,

@@ -11,7 +11,9 @@ from sentry_sdk.integrations.aiohttp import AioHttpIntegration
 
 from services.api import processes, protocol
 from services.api.app import create_app
+from shared.crypto.secretbox import WEBHOOK_SECRET_KEY_SETTING
 from shared.logging import configure_logging
+from shared.process import check_keys
 from shared.sentry import init_sentry
 from shared.settings import Settings
 
@@ -22,6 +24,7 @@ SHUTDOWN_TIMEOUT_S = 15.0
 def main() -> None:
     settings = Settings()
     configure_logging(settings, "api")
+    check_keys(settings, "api", [WEBHOOK_SECRET_KEY_SETTING])
     if settings.api_processes > 1 and not processes.is_child():
         sys.exit(processes.supervise(settings.api_processes))
     init_sentry(settings, "api", integrations=[AioHttpIntegration()])

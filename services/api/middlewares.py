@@ -89,6 +89,8 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
             if state is not None:
                 response.headers.update(headers(state, now=now))
         response.headers["X-Request-ID"] = request_id
+        # Answers hold balances, orders and (webhook.add/rotate) secrets: no cache anywhere may keep them.
+        response.headers["Cache-Control"] = "no-store"
         status = response.status
         _log(request, status, started, failure)
         _count(request, status, started, denied)

@@ -22,11 +22,11 @@ from services.api.keys import (
     SETTINGS,
 )
 from services.api.reference import add_reference_routes
-from shared.errors import DependencyDown, InvalidAction, MissingParameter
+from shared.errors import DependencyDown, InvalidAction, MissingParameter, PostRequired
 from shared.ingress import auth
 from shared.ingress.failures import database_unavailable
 from shared.ingress.params import api_key, read_params
-from shared.ingress.registry import ActionContext, RawJson
+from shared.ingress.registry import POST_ONLY, ActionContext, RawJson
 from shared.observability.http import metrics_handler
 
 READY_TIMEOUT_S = 2.0
@@ -62,6 +62,8 @@ async def api_v2(request: web.Request) -> web.Response:
     handler = app[ACTIONS].get(name)
     if handler is None:
         raise InvalidAction()
+    if name in POST_ONLY and request.method != "POST":
+        raise PostRequired(name)
     request[ACTION] = name
     auth.check_scope(caller, name)
     app[FAILPOINTS].hit("api.handler")

@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import structlog
 
+from shared.crypto.secretbox import WEBHOOK_SECRET_KEY_SETTING
 from shared.observability.http import consumer_check, database_check
 from shared.observability.runtime import ProcessOps
 from shared.observability.sampling import Sampler, sample_webhooks
@@ -35,4 +36,4 @@ async def serve(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> 
 
 
 if __name__ == "__main__":
-    run_process("webhooks", serve)
+    run_process("webhooks", serve, keys=[WEBHOOK_SECRET_KEY_SETTING])

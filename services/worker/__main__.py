@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import structlog
 
+from shared.crypto.secretbox import PROVIDER_KEY_SETTING
 from shared.failpoints import Failpoints
 from shared.observability.broker_sampling import QueueDepthSampler
 from shared.observability.http import consumer_check, database_check
@@ -40,4 +41,4 @@ async def serve(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> 
 
 
 if __name__ == "__main__":
-    run_process("worker", serve)
+    run_process("worker", serve, keys=[PROVIDER_KEY_SETTING])

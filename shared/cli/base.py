@@ -12,9 +12,11 @@ import argparse
 import ipaddress
 import math
 import re
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
@@ -129,6 +131,47 @@ def http_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
     return text.strip()
+
+
+# --- secrets: from a file or stdin, never from the command line (it shows in `ps` and shell history) ----------
+
+
+def secret_from(path: str) -> str:
+    """A secret read from the file at `path`, or from stdin for `-`: one line, surrounding whitespace stripped."""
+    where = "stdin" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {where}: {getattr(exc, 'strerror', None) or exc}") from exc
+    secret = text.strip()
+    if not secret:
+        raise argparse.ArgumentTypeError(f"{where} holds no secret")
+    if any(c in secret for c in "\r\n"):
+        raise argparse.ArgumentTypeError(f"{where} must hold the secret on one line")
+    return secret
+
+
+class _RefusedSecret(argparse.Action):
+    """An option that would carry a secret on the command line: refused, naming the file option to use."""
+
+    def __init__(self, option_strings: list[str], dest: str, instead: str, **kwargs: Any) -> None:
+        self.instead = instead
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        parser.error(
+            f"{self.option_strings[0]} is refused (a secret on the command line shows in `ps` and shell history):"
+            f" use {self.instead} PATH, or {self.instead} - to read it from stdin"
+        )
+
+
+def secret_option(parser: Parser, name: str, help: str) -> None:
+    """`--<name>-file PATH` (`-` = stdin), required, into `args.<name>`; `--<name>` itself is refused."""
+    file_option = f"--{name}-file"
+    parser.add_argument(
+        file_option, type=secret_from, required=True, dest=name, metavar="PATH", help=f"{help}; - reads stdin"
+    )
+    parser.add_argument(f"--{name}", action=_RefusedSecret, instead=file_option, help=argparse.SUPPRESS)
 
 
 # --- database ------------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """`panelflow provider add|list|set|set-key|encrypt-keys` and `panelflow service add`: build a catalog by hand.
 
+Our key at a provider comes from a file or stdin (`--key-file PATH`, `-` = stdin), never from the command line.
+
 Our key at a provider is stored encrypted with `PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY` (shared.catalog.providers);
 `encrypt-keys` encrypts any key still in plaintext and re-encrypts every key under the setting's first key.
 """
@@ -23,6 +25,7 @@ from shared.cli.base import (
     non_negative_amount,
     non_negative_int,
     positive_int,
+    secret_option,
 )
 from shared.crypto.secretbox import SecretBox, SecretBoxError, provider_key_box
 from shared.db import catalog
@@ -41,7 +44,7 @@ def register(commands: Subparsers) -> None:
     add_provider = command(providers, "add", "add an upstream provider; prints its id", _add_provider)
     add_provider.add_argument("--name", required=True)
     add_provider.add_argument("--url", type=http_url, required=True, help="its API v2 endpoint")
-    add_provider.add_argument("--key", required=True, help="our API key at the provider (stored encrypted)")
+    secret_option(add_provider, "key", "a file holding our API key at the provider (stored encrypted)")
     add_provider.add_argument("--idempotent", action="store_true", help=_IDEMPOTENT_HELP)
     listing = command(providers, "list", "list the providers: id, name, url, active, idempotent", _list_providers)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -57,7 +60,7 @@ def register(commands: Subparsers) -> None:
     )
     set_key = command(providers, "set-key", "replace our API key at a provider (stored encrypted)", _set_key)
     set_key.add_argument("--provider", type=positive_int, required=True, help="provider id")
-    set_key.add_argument("--key", required=True, help="our new API key at the provider")
+    secret_option(set_key, "key", "a file holding our new API key at the provider")
     command(
         providers,
         "encrypt-keys",
@@ -84,13 +87,13 @@ def register(commands: Subparsers) -> None:
 
 async def _add_provider(args: argparse.Namespace, settings: Settings) -> int:
     name = args.name.strip()
-    if not name or not args.key.strip():
-        raise CommandError("--name and --key must not be empty")
+    if not name:
+        raise CommandError("--name must not be empty")
     box = _box(settings)
     async with database(settings) as conn:
         try:
             provider_id = await providers.add_provider(
-                conn, box, name=name, url=args.url, api_key=args.key.strip(), idempotent=args.idempotent
+                conn, box, name=name, url=args.url, api_key=args.key, idempotent=args.idempotent
             )
         except asyncpg.UniqueViolationError as exc:
             raise CommandError(f"a provider named {name!r} already exists") from exc
@@ -120,11 +123,9 @@ async def _set_provider(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _set_key(args: argparse.Namespace, settings: Settings) -> int:
-    if not args.key.strip():
-        raise CommandError("--key must not be empty")
     box = _box(settings)
     async with database(settings) as conn:
-        if not await providers.set_provider_key(conn, box, args.provider, args.key.strip()):
+        if not await providers.set_provider_key(conn, box, args.provider, args.key):
             raise CommandError(f"provider {args.provider} not found")
     print(f"provider {args.provider}: key replaced")
     return 0

@@ -157,7 +157,8 @@ class Stack:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
-        env = local_webhook_env({**os.environ, "PYTHONUNBUFFERED": "1"})
+        # A local development stack: development keys unless the caller says otherwise (make sets it too).
+        env = local_webhook_env({"PANELFLOW_ENV": "development", **os.environ, "PYTHONUNBUFFERED": "1"})
         pumps = []
         for process in self.processes:
             # A session of its own: Ctrl-C reaches only us, and we stop the children in order.

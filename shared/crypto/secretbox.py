@@ -7,6 +7,10 @@ every one decrypts, so a key is rotated by prepending a new one and re-encryptin
     box = provider_key_box(settings)    # PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY
     token = box.encrypt("our-key")      # what the database holds
     box.decrypt(token)                  # SecretBoxError when no configured key opens it
+
+An empty setting is an error (`SecretBoxError` saying which setting to set) unless `PANELFLOW_ENV=development`,
+where a fixed development key anyone can derive from this source is used, with a warning. Processes call
+`require_keys` at start, so a production process missing a key refuses to start instead of failing later.
 """
 
 from __future__ import annotations
@@ -43,11 +47,13 @@ def development_key(setting: str = WEBHOOK_SECRET_KEY_SETTING) -> bytes:
 class SecretBox:
     """Encrypts and decrypts with the Fernet keys of one setting (`setting` names it in warnings and errors)."""
 
-    def __init__(self, configured: SecretStr | None, *, setting: str) -> None:
+    def __init__(self, configured: SecretStr | None, *, setting: str, development: bool = False) -> None:
         self.setting = setting
         text = configured.get_secret_value() if configured else ""
         keys = [k.strip().encode() for k in text.split(",") if k.strip()]
         if not keys:
+            if not development:
+                raise SecretBoxError(missing_key_message(setting))
             log.warning("secret_key_unset", setting=setting, detail=f"using the development key; set {setting}")
             keys = [development_key(setting)]
         try:
@@ -72,9 +78,30 @@ class SecretBox:
             raise SecretBoxError(f"a secret cannot be decrypted with the keys of {self.setting}") from exc
 
 
+def missing_key_message(setting: str) -> str:
+    return (
+        f"{setting} is not set: it is required outside development (set it to a Fernet key: python -c "
+        '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+        "; or set PANELFLOW_ENV=development to use the development key on a development machine)"
+    )
+
+
 def webhook_secret_box(settings: Settings) -> SecretBox:
-    return SecretBox(settings.webhook_secret_key, setting=WEBHOOK_SECRET_KEY_SETTING)
+    return SecretBox(
+        settings.webhook_secret_key, setting=WEBHOOK_SECRET_KEY_SETTING, development=settings.env == "development"
+    )
 
 
 def provider_key_box(settings: Settings) -> SecretBox:
-    return SecretBox(settings.provider_key_encryption_key, setting=PROVIDER_KEY_SETTING)
+    return SecretBox(
+        settings.provider_key_encryption_key, setting=PROVIDER_KEY_SETTING, development=settings.env == "development"
+    )
+
+
+_BOXES = {WEBHOOK_SECRET_KEY_SETTING: webhook_secret_box, PROVIDER_KEY_SETTING: provider_key_box}
+
+
+def require_keys(settings: Settings, *setting_names: str) -> None:
+    """Check at start that the named key settings make a box: SecretBoxError (the message says what to set)."""
+    for name in setting_names:
+        _BOXES[name](settings)

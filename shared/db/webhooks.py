@@ -87,10 +87,12 @@ async def delete_endpoint(conn: Conn, endpoint_id: int, account_id: int) -> bool
 
 
 async def rotate_secret(conn: Conn, endpoint_id: int, account_id: int, secret_enc: str, overlap_s: float) -> bool:
+    """The new secret; the current one keeps signing for `overlap_s` seconds, or stops at once when it is 0."""
     found = await conn.fetchval(
         """
         UPDATE webhook_endpoints
-        SET old_secret_enc = secret_enc, old_secret_expires_at = now() + make_interval(secs => $4),
+        SET old_secret_enc = CASE WHEN $4::float8 > 0 THEN secret_enc END,
+            old_secret_expires_at = CASE WHEN $4::float8 > 0 THEN now() + make_interval(secs => $4) END,
             secret_enc = $3, updated_at = now()
         WHERE id = $1 AND account_id = $2
         RETURNING id

@@ -29,7 +29,7 @@ def _webhook_id(ctx: ActionContext) -> int:
     return parse_id(ctx.param("webhook"), WebhookNotFound)
 
 
-@action("webhook.add")
+@action("webhook.add", post_only=True)
 async def webhook_add(ctx: ActionContext) -> dict[str, Any]:
     guard = AddressGuard(ctx.settings.webhooks_allowed_networks)
     try:
@@ -94,14 +94,24 @@ async def webhook_replay(ctx: ActionContext) -> dict[str, Any]:
     return {"replayed": replayed}
 
 
-@action("webhook.rotate")
+@action("webhook.rotate", post_only=True)
 async def webhook_rotate(ctx: ActionContext) -> dict[str, Any]:
     endpoint_id = _webhook_id(ctx)
+    revoke = _flag(ctx.params.get("revoke", ""), "revoke")
     async with ctx.connection() as conn:
         secret = await endpoints.rotate(
-            conn, ctx.settings, _box(ctx.settings), account_id=ctx.account_id, endpoint_id=endpoint_id
+            conn, ctx.settings, _box(ctx.settings), account_id=ctx.account_id, endpoint_id=endpoint_id, revoke=revoke
         )
     return {"webhook": endpoint_id, "secret": secret}
+
+
+def _flag(text: str, name: str) -> bool:
+    value = text.strip().lower()
+    if value in ("", "0", "false"):
+        return False
+    if value in ("1", "true"):
+        return True
+    raise InvalidParameter(f"{name} must be 1 or 0")
 
 
 class _BadLimit(InvalidParameter):

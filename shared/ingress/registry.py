@@ -10,6 +10,7 @@ How to add actions (e.g. the `webhook.*` actions from `shared/ingress/actions_we
             ...
         return [...]  # any JSON-serialisable value (Decimal as str); raise a shared.errors.PanelError on error
 
+- `@action(name, post_only=True)` for an action whose answer holds a secret: it is refused over GET.
 - `load_actions()` imports every module of `ACTION_MODULES` once, at app start; a module that does not exist
   (yet) is skipped. Registering a name twice is an error.
 - The handler runs after authentication, the rate limits, the account/IP checks and the scope check: the scope
@@ -82,13 +83,17 @@ class RawJson:
 
 Handler = Callable[[ActionContext], Awaitable[Any]]
 ACTIONS: dict[str, Handler] = {}
+# Actions whose answer holds a secret: refused over GET (a 400 saying to use POST).
+POST_ONLY: set[str] = set()
 
 
-def action(name: str) -> Callable[[Handler], Handler]:
+def action(name: str, *, post_only: bool = False) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if name in ACTIONS and ACTIONS[name] is not handler:
             raise RuntimeError(f"action {name!r} registered twice")
         ACTIONS[name] = handler
+        if post_only:
+            POST_ONLY.add(name)
         return handler
 
     return register

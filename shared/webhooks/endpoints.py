@@ -96,11 +96,13 @@ async def owned(conn: Conn, account_id: int, endpoint_id: int) -> db.Endpoint:
     return endpoint
 
 
-async def rotate(conn: Conn, settings: Settings, box: SecretBox, *, account_id: int, endpoint_id: int) -> str:
+async def rotate(
+    conn: Conn, settings: Settings, box: SecretBox, *, account_id: int, endpoint_id: int, revoke: bool = False
+) -> str:
+    """A new secret; the old one signs beside it for the rotation overlap, or never again with `revoke`."""
     secret = generate_secret()
-    if not await db.rotate_secret(
-        conn, endpoint_id, account_id, box.encrypt(secret), settings.webhook_rotation_overlap_s
-    ):
+    overlap_s = 0.0 if revoke else settings.webhook_rotation_overlap_s
+    if not await db.rotate_secret(conn, endpoint_id, account_id, box.encrypt(secret), overlap_s):
         raise WebhookNotFound()
     return secret
 

@@ -15,4 +15,8 @@ __all__ = ["SecretBox", "SecretBoxError", "development_key"]
 
 class SecretBox(secretbox.SecretBox):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings.webhook_secret_key, setting=secretbox.WEBHOOK_SECRET_KEY_SETTING)
+        super().__init__(
+            settings.webhook_secret_key,
+            setting=secretbox.WEBHOOK_SECRET_KEY_SETTING,
+            development=settings.env == "development",
+        )

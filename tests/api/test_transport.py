@@ -102,3 +102,19 @@ async def test_request_id_is_echoed_or_generated(client: ApiClient) -> None:
     second = await client.request("GET", "/healthz")
     assert first.headers["X-Request-ID"]
     assert first.headers["X-Request-ID"] != second.headers["X-Request-ID"]
+
+
+async def test_every_answer_says_no_store(client: ApiClient, pool: asyncpg.Pool) -> None:
+    _, key = await make_customer(pool, balance="7")
+    answers = [
+        await client.call(key, "balance"),  # 200
+        await client.request("GET", params={"key": key, "action": "balance"}),  # 200 over GET
+        await client.call(key, "nonsense"),  # 400
+        await client.call("pf_wrong", "balance"),  # 401
+        await client.call(None, "balance"),  # 401, no key
+        await client.request("GET", "/nowhere"),  # 404
+        await client.request("PUT"),  # 405
+    ]
+    assert [a.status for a in answers] == [200, 200, 400, 401, 401, 404, 405]
+    for answer in answers:
+        assert answer.headers.get("Cache-Control") == "no-store", answer

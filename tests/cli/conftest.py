@@ -36,9 +36,10 @@ class Result:
 Cli = Callable[..., Result]
 
 
-def run_cli(settings: Settings, *args: str, timeout: float = 60, **env: str) -> Result:
+def run_cli(settings: Settings, *args: str, timeout: float = 60, stdin: str | None = None, **env: str) -> Result:
     proc = subprocess.run(
         [str(PANELFLOW), *args],
+        input=stdin,
         cwd=ROOT,
         env={**settings_env(settings), **env},
         capture_output=True,

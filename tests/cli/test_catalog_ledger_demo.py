@@ -23,7 +23,9 @@ def unique(name: str) -> str:
 
 async def test_provider_and_service_add(cli: Cli, pool: asyncpg.Pool) -> None:
     name = unique("upstream")
-    provider = cli("provider", "add", "--name", name, "--url", "https://up.example/api/v2", "--key", "k1")
+    provider = cli(
+        "provider", "add", "--name", name, "--url", "https://up.example/api/v2", "--key-file", "-", stdin="k1"
+    )
     assert provider.code == 0, provider
     provider_id = int(provider.out)
     assert await pool.fetchval("SELECT url FROM providers WHERE id = $1", provider_id) == "https://up.example/api/v2"
@@ -41,9 +43,9 @@ async def test_provider_and_service_add(cli: Cli, pool: asyncpg.Pool) -> None:
     assert (row["refill"], row["cancel"], row["dripfeed"], row["category"]) == (True, False, True, "Cat")
     assert (row["provider_id"], row["provider_service_id"]) == (provider_id, "77")
 
-    cli("provider", "add", "--name", name, "--url", "https://x.example", "--key", "k").assert_user_error(
-        says="already exists"
-    )
+    cli(
+        "provider", "add", "--name", name, "--url", "https://x.example", "--key-file", "-", stdin="k"
+    ).assert_user_error(says="already exists")
     cli(
         "service", "add", "--name", "Again", "--type", "Default", "--rate", "1", "--min", "1", "--max", "2",
         "--provider", str(provider_id), "--provider-service", "77",
@@ -95,7 +97,9 @@ def test_catalog_mistakes(cli: Cli) -> None:
     cli(*base, "--type", "Default", "--provider", "1").assert_user_error(says="go together")
     cli(*base, "--type", "Package", "--dripfeed").assert_user_error(says="Default services only")
     cli(*base, "--type", "Default", "--rate", "-1").assert_user_error(code=2, says="negative")
-    cli("provider", "add", "--name", "p", "--url", "ftp://x", "--key", "k").assert_user_error(code=2, says="http")
+    cli("provider", "add", "--name", "p", "--url", "ftp://x", "--key-file", "-", stdin="k").assert_user_error(
+        code=2, says="http"
+    )
 
 
 async def test_ledger_check_clean_then_dirty(fresh_settings: Settings, pool: asyncpg.Pool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import asyncpg
 
@@ -18,10 +19,12 @@ from tests.support.factories import provider_box
 ENCRYPTION_MIGRATION = 6
 
 
-async def test_provider_keys_given_to_the_cli_are_stored_encrypted(cli: Cli, pool: asyncpg.Pool) -> None:
+async def test_provider_keys_given_to_the_cli_are_stored_encrypted(
+    cli: Cli, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
     key, replaced = f"cli-key-{uuid.uuid4().hex}", f"cli-key-{uuid.uuid4().hex}"
     added = cli("provider", "add", "--name", f"p-{uuid.uuid4().hex[:8]}", "--url", "https://up.example/api/v2",
-                "--key", key)  # fmt: skip
+                "--key-file", "-", stdin=f"{key}\n")  # fmt: skip
     assert added.code == 0, added
     assert key not in added.out + added.err
     provider_id = int(added.out)
@@ -31,15 +34,18 @@ async def test_provider_keys_given_to_the_cli_are_stored_encrypted(cli: Cli, poo
         assert row is not None
         assert providers.provider_key(provider_box(), row) == key
 
-    changed = cli("provider", "set-key", "--provider", str(provider_id), "--key", replaced)
+    key_file = tmp_path / "key"
+    key_file.write_text(f"  {replaced}\n")
+    changed = cli("provider", "set-key", "--provider", str(provider_id), "--key-file", str(key_file))
     assert (changed.code, changed.out.strip()) == (0, f"provider {provider_id}: key replaced"), changed
     async with pool.acquire() as conn:
         assert await tables_holding(conn, replaced) == []
         row = await catalog.get_provider(conn, provider_id)
         assert row is not None
         assert providers.provider_key(provider_box(), row) == replaced
-    cli("provider", "set-key", "--provider", "987654321", "--key", "k").assert_user_error(says="not found")
-    cli("provider", "set-key", "--provider", str(provider_id), "--key", " ").assert_user_error(says="empty")
+    cli("provider", "set-key", "--provider", "987654321", "--key-file", "-", stdin="k").assert_user_error(
+        says="not found"
+    )
 
     rotated = cli("provider", "encrypt-keys")
     assert rotated.code == 0, rotated
@@ -48,6 +54,35 @@ async def test_provider_keys_given_to_the_cli_are_stored_encrypted(cli: Cli, poo
         row = await catalog.get_provider(conn, provider_id)
         assert row is not None
         assert providers.provider_key(provider_box(), row) == replaced
+
+
+async def test_a_key_on_the_command_line_is_refused_and_a_bad_key_file_is_one_clear_line(
+    cli: Cli, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    add = ["provider", "add", "--name", name, "--url", "https://up.example/api/v2"]
+    refused = cli(*add, "--key", "visible-in-ps")
+    refused.assert_user_error(code=2, says="--key is refused")
+    assert "use --key-file PATH, or --key-file - to read it from stdin" in refused.err
+    assert "visible-in-ps" not in refused.err
+    cli("provider", "set-key", "--provider", "1", "--key", "k").assert_user_error(code=2, says="--key is refused")
+    cli(*add).assert_user_error(code=2, says="--key-file")
+    cli(*add, "--key-file", "-", stdin=" \n").assert_user_error(code=2, says="stdin holds no secret")
+    cli(*add, "--key-file", "-", stdin="a\nb\n").assert_user_error(code=2, says="on one line")
+    missing = tmp_path / "missing"
+    cli(*add, "--key-file", str(missing)).assert_user_error(code=2, says=f"cannot read {missing}")
+    assert await pool.fetchval("SELECT count(*) FROM providers WHERE name = $1", name) == 0
+
+
+async def test_outside_development_the_provider_commands_need_the_encryption_key(cli: Cli, pool: asyncpg.Pool) -> None:
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    production = {"PANELFLOW_ENV": "production", "PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY": ""}
+    cli(
+        "provider", "add", "--name", name, "--url", "https://up.example/api/v2", "--key-file", "-", stdin="k",
+        **production,
+    ).assert_user_error(says="PROVIDER_KEY_ENCRYPTION_KEY is not set: it is required outside development")  # fmt: skip
+    cli("provider", "encrypt-keys", **production).assert_user_error(says="is not set")
+    assert await pool.fetchval("SELECT count(*) FROM providers WHERE name = $1", name) == 0
 
 
 async def test_a_wrong_encryption_key_is_one_clear_line(cli: Cli) -> None:

@@ -129,3 +129,71 @@ async def test_webhook_action_errors(pool: asyncpg.Pool, webhook_api: ApiProcess
     async with pool.acquire() as conn:
         await conn.execute("DELETE FROM webhook_endpoints WHERE account_id = ANY($1::bigint[])", [other_account])
         await conn.execute("DELETE FROM webhook_endpoints WHERE id = ANY($1::bigint[])", hooks)
+
+
+async def test_secret_bearing_actions_are_refused_over_get_and_change_nothing(
+    pool: asyncpg.Pool, webhook_api: ApiProcess, receiver: Receiver
+) -> None:
+    account_id, key = await make_customer(pool)
+
+    async def get(action: str, **params: str) -> tuple[int, Any]:
+        query = {"key": key, "action": action, **params}
+        async with aiohttp.ClientSession() as session, session.get(webhook_api.url + "/api/v2", params=query) as resp:
+            assert resp.headers["Cache-Control"] == "no-store"
+            return resp.status, await resp.json()
+
+    assert await get("webhook.add", url=receiver.url()) == (
+        400,
+        {"error": "webhook.add must be sent with POST: its answer holds a secret"},
+    )
+    assert (await call(webhook_api, key, "webhook.list"))[1] == []
+    status, added = await call(webhook_api, key, "webhook.add", url=receiver.url())
+    assert status == 200
+    hook = added["webhook"]
+    async with pool.acquire() as conn:
+        before = await conn.fetchval("SELECT secret_enc FROM webhook_endpoints WHERE id = $1", hook)
+    assert await get("webhook.rotate", webhook=str(hook)) == (
+        400,
+        {"error": "webhook.rotate must be sent with POST: its answer holds a secret"},
+    )
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT secret_enc FROM webhook_endpoints WHERE id = $1", hook) == before
+    # Actions without a secret in their answer still work over GET.
+    status, listed = await get("webhook.list")
+    assert status == 200
+    assert [h["webhook"] for h in listed] == [hook]
+    assert account_id
+
+
+async def test_a_revoking_rotate_signs_with_the_new_secret_only(
+    pool: asyncpg.Pool, webhook_api: ApiProcess, receiver: Receiver, dispatchers
+) -> None:
+    account_id, key = await make_customer(pool)
+    status, added = await call(webhook_api, key, "webhook.add", url=receiver.url(), events="order.completed")
+    assert status == 200
+    hook, first = added["webhook"], added["secret"]
+    await dispatchers()
+
+    # Without revoke the old secret keeps signing beside the new one.
+    status, rotated = await call(webhook_api, key, "webhook.rotate", webhook=hook)
+    assert status == 200
+    second = rotated["secret"]
+    await emit(pool, account_id=account_id, event_type="order.completed")
+    await wait_until(lambda: len(receiver.hits) == 1)
+    hit = receiver.hits[0]
+    assert len(hit.headers["webhook-signature"].split(" ")) == 2
+    assert spec_verify(first, hit.headers, hit.body)
+    assert spec_verify(second, hit.headers, hit.body)
+
+    status, body = await call(webhook_api, key, "webhook.rotate", webhook=hook, revoke="yes")
+    assert (status, body) == (400, {"error": "revoke must be 1 or 0"})
+    status, revoked = await call(webhook_api, key, "webhook.rotate", webhook=hook, revoke="1")
+    assert status == 200
+    third = revoked["secret"]
+    await emit(pool, account_id=account_id, event_type="order.completed")
+    await wait_until(lambda: len(receiver.hits) == 2)
+    hit = receiver.hits[1]
+    assert len(hit.headers["webhook-signature"].split(" ")) == 1
+    assert spec_verify(third, hit.headers, hit.body)
+    assert not spec_verify(second, hit.headers, hit.body)
+    assert not spec_verify(first, hit.headers, hit.body)
