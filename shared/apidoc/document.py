@@ -57,7 +57,10 @@ def _header(description: str, schema: Schema) -> Schema:
 
 
 def _headers(*, denied: bool) -> dict[str, Schema]:
-    headers = {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}
+    headers = {
+        "X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"},
+        "Cache-Control": {"$ref": "#/components/headers/Cache-Control"},
+    }
     for name in RATE_HEADERS:
         headers[name] = {"$ref": f"#/components/headers/{name}"}
     if denied:
@@ -186,7 +189,8 @@ def _overview() -> str:
     lines = [
         'The reseller API of panelflow: the "SMM panel API v2" protocol on one endpoint, `/api/v2`.',
         "Every parameter may come in the query string (GET) or a form, multipart or JSON body (POST); "
-        'the body wins. Every answer is JSON, errors are `{"error": "..."}`.',
+        'the body wins. Every answer is JSON, errors are `{"error": "..."}`. `webhook.add` and `webhook.rotate` '
+        "answer a secret: they are refused over GET (400).",
         'Money is a decimal string (`"0.27819"`), ids are integers.',
         "",
         "Keys have a profile: `strict` (the default; what this document describes) or `classic`, for programs "
@@ -214,6 +218,7 @@ def build(settings: Settings | None = None) -> dict[str, Any]:
     schemas.update(request_schemas(settings, json_body=False))
     schemas.update(request_schemas(settings, json_body=True))
     headers = {"X-Request-ID": _header(REQUEST_ID_HEADER, {"type": "string"})}
+    headers["Cache-Control"] = _header("Always `no-store`: answers hold balances and secrets.", {"const": "no-store"})
     headers.update(
         {name: _header(text, {"type": "string", "pattern": "^[0-9]+$"}) for name, text in RATE_HEADERS.items()}
     )

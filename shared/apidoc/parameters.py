@@ -103,6 +103,9 @@ def value_schema(kind: str, *, json_body: bool, settings: Settings) -> Schema:
         return {"type": "string", "format": "uri", "minLength": 1}
     if kind == "events":
         return {"type": "string", "description": "Event types separated by commas; absent or empty: all of them."}
+    if kind == "flag":
+        text = {"type": "string", "enum": ["0", "1", "true", "false"]}
+        return {"anyOf": [{"type": "integer", "enum": [0, 1]}, {"type": "boolean"}, text]} if json_body else text
     if kind == "uuid":
         return {"type": "string", "format": "uuid"}
     if kind == "unix":
@@ -159,7 +162,7 @@ ACTIONS: dict[str, ActionDoc] = {
     ),
     "balance": ActionDoc("The account's balance and currency."),
     "webhook.add": ActionDoc(
-        "Subscribe an endpoint to events. The secret is shown once.",
+        "Subscribe an endpoint to events. The secret is shown once. POST only.",
         (
             Param("url", "url", "The endpoint: https, resolving only to public addresses."),
             Param("events", "events", "Event types to deliver (comma-separated); default all.", required=False),
@@ -183,8 +186,11 @@ ACTIONS: dict[str, ActionDoc] = {
         exclusive=True,
     ),
     "webhook.rotate": ActionDoc(
-        "A new signing secret; the old one keeps signing beside it for 24 hours.",
-        (WEBHOOK,),
+        "A new signing secret; the old one keeps signing beside it for 24 hours, or stops at once with `revoke`.",
+        (
+            WEBHOOK,
+            Param("revoke", "flag", "1: the old secret stops signing at once (it leaked); default 0.", required=False),
+        ),
     ),
 }
 

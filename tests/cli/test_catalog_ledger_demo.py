@@ -54,10 +54,20 @@ async def test_provider_and_service_add(cli: Cli, pool: asyncpg.Pool) -> None:
 
 async def test_provider_idempotent_flag_set_and_listed(cli: Cli, pool: asyncpg.Pool) -> None:
     plain = int(
-        cli("provider", "add", "--name", unique("plain"), "--url", "https://a.example/api/v2", "--key", "k").out
+        cli(
+            "provider",
+            "add",
+            "--name",
+            unique("plain"),
+            "--url",
+            "https://a.example/api/v2",
+            "--key-file",
+            "-",
+            stdin="k",
+        ).out
     )
-    honours = cli("provider", "add", "--name", unique("idem"), "--url", "https://b.example/api/v2", "--key", "k",
-                  "--idempotent")  # fmt: skip
+    honours = cli("provider", "add", "--name", unique("idem"), "--url", "https://b.example/api/v2",
+                  "--key-file", "-", "--idempotent", stdin="k")  # fmt: skip
     assert honours.code == 0, honours
     idem = int(honours.out)
 
