@@ -4,6 +4,7 @@
 #   make test  set up (+ promtool for tests/ops), then ruff, mypy and the whole pytest suite   make lint   ruff + mypy
 #   make bench set up, then the benchmark (installs wrk when missing and root)
 #   make chaos set up, then the fault-injection run and its audit (CHAOS_SECONDS, CHAOS_SEED; see README.md)
+#   make fuzz  set up, then Schemathesis against a fresh api from its /openapi.json (FUZZ_CASES, FUZZ_SEED)
 # Set-up = .venv with the locked dependencies (scripts/ensure-venv.sh) + Postgres, RabbitMQ and Redis answering
 # at the configured URLs (scripts/ensure-services.sh) + the database migrated + the demo seeded (its account, key,
 # catalog and webhook). `make test` also makes sure of the test tools (scripts/ensure-test-tools.sh).
@@ -17,7 +18,7 @@ PANELFLOW := $(VENV)/bin/panelflow
 # Production (the default of the processes themselves) requires them; see docs/configuration.md.
 export PANELFLOW_ENV ?= development
 
-.PHONY: help venv services setup test-tools db run up down test lint bench chaos
+.PHONY: help venv services setup test-tools db run up down test lint bench chaos fuzz
 
 help:
 	@sed -n '2,9p' Makefile | sed 's/^# //'
@@ -69,3 +70,8 @@ bench: setup
 # injected for CHAOS_SECONDS (600) with seed CHAOS_SEED, then the audit: one JSON summary, exit 1 on a broken guarantee.
 chaos: setup
 	$(PY) -m chaos
+
+# A fresh api on its own database; Schemathesis' coverage and fuzzing phases, positive and negative, FUZZ_CASES
+# (2500) examples per operation and mode, seed FUZZ_SEED: one JSON summary, exit 1 on any failed check.
+fuzz: setup
+	$(PY) -m fuzz
