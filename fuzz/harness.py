@@ -127,6 +127,7 @@ def run(
         capture_output=True,
         text=True,
         check=False,
+        cwd=workdir,  # its cache (crashes it replays first) stays with this run: a seed repeats a run exactly
     )
     (workdir / "schemathesis.out").write_text(proc.stdout + proc.stderr)
     summary = summarise(report.read_text() if report.exists() else "")
