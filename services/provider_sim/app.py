@@ -20,9 +20,10 @@ from aiohttp import web
 
 from services.provider_sim.faults import FaultPlan, FaultRule, marker_rule
 from services.provider_sim.state import SimOrder, SimService, SimState, Timing, link_markers
+from shared.domain.bounds import INT8_MAX, parse_client_int
 from shared.domain.money import format_money
 from shared.domain.order_types import ServiceTerms, draft_order
-from shared.errors import ValidationFailed
+from shared.errors import InvalidParameter, ValidationFailed
 from shared.settings import Settings
 
 
@@ -92,6 +93,14 @@ async def _sleep_unless_gone(request: web.Request, seconds: float) -> None:
         await asyncio.sleep(min(0.05, deadline - loop.time()))
 
 
+def _number(text: str) -> int | None:
+    """An id or count as the contract writes it (ASCII digits, within BIGINT), or None."""
+    try:
+        return parse_client_int("id", text, maximum=INT8_MAX)
+    except InvalidParameter:
+        return None
+
+
 def _drop(request: web.Request) -> web.Response:
     if request.transport is not None:
         request.transport.close()
@@ -104,7 +113,8 @@ def _drop(request: web.Request) -> web.Response:
 def _add(state: SimState, params: dict[str, str]) -> web.Response | SimOrder:
     """The error answer, or the order. Validates as the contract says, then creates the order."""
     service_id = params.get("service", "")
-    service = state.catalog.get(int(service_id)) if service_id.isdigit() else None
+    number = _number(service_id)
+    service = state.catalog.get(number) if number is not None else None
     if service is None:
         return _error("Incorrect service ID")
     terms = ServiceTerms(service.service, service.type, service.rate, service.min, service.max, service.dripfeed)
@@ -115,7 +125,7 @@ def _add(state: SimState, params: dict[str, str]) -> web.Response | SimOrder:
         if "link" in message:
             message = "Incorrect link"
         elif message.startswith("Quantity must be between"):
-            quantity = int(params.get("quantity", "0") or 0) if params.get("quantity", "").isdigit() else 0
+            quantity = _number(params.get("quantity", "")) or 0
             below = quantity < service.min
             message = (
                 f"Quantity less than minimal {service.min}" if below else f"Quantity more than maximal {service.max}"
@@ -218,9 +228,12 @@ async def _dispatch(
             return _error("Incorrect request")
         answers = []
         for raw in ids[0]:
-            error = state.cancel(int(raw)) if raw.isdigit() else "Incorrect order ID"
+            error = state.cancel(n) if (n := _number(raw)) is not None else "Incorrect order ID"
             answers.append(
-                {"order": int(raw) if raw.isdigit() else raw, "cancel": 1 if error is None else {"error": error}}
+                {
+                    "order": _number(raw) if _number(raw) is not None else raw,
+                    "cancel": 1 if error is None else {"error": error},
+                }
             )
         return _json(answers)
     return _error("Invalid action")
@@ -236,7 +249,7 @@ def _status(state: SimState, plan: FaultPlan, params: dict[str, str]) -> web.Res
     state.stats.status_ids_per_call.append(len(wanted))
     entries: dict[str, Any] = {}
     for raw in wanted:
-        order = state.orders.get(int(raw)) if raw.isdigit() else None
+        order = state.orders.get(n) if (n := _number(raw)) is not None else None
         entries[raw] = {"error": "Incorrect order ID"} if order is None else plan.order_entry(state.status_body(order))
     if batch:
         return _json(entries)
@@ -250,9 +263,9 @@ def _refill(state: SimState, params: dict[str, str]) -> web.Response:
     wanted, batch = ids
     answers: list[dict[str, Any]] = []
     for raw in wanted:
-        result = state.refill(int(raw)) if raw.isdigit() else "Incorrect order ID"
+        result = state.refill(n) if (n := _number(raw)) is not None else "Incorrect order ID"
         value: Any = {"error": result} if isinstance(result, str) else result.id
-        answers.append({"order": int(raw) if raw.isdigit() else raw, "refill": value})
+        answers.append({"order": _number(raw) if _number(raw) is not None else raw, "refill": value})
     if batch:
         return _json(answers)
     only = answers[0]["refill"]
@@ -266,11 +279,11 @@ def _refill_status(state: SimState, plan: FaultPlan, params: dict[str, str]) -> 
     wanted, batch = ids
     answers: list[dict[str, Any]] = []
     for raw in wanted:
-        refill = state.refills.get(int(raw)) if raw.isdigit() else None
+        refill = state.refills.get(n) if (n := _number(raw)) is not None else None
         status: Any = (
             {"error": "Refill not found"} if refill is None else plan.refill_entry(state.refill_status(refill))
         )
-        answers.append({"refill": int(raw) if raw.isdigit() else raw, "status": status})
+        answers.append({"refill": _number(raw) if _number(raw) is not None else raw, "status": status})
     if batch:
         return _json(answers)
     only = answers[0]["status"]

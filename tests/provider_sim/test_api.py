@@ -228,3 +228,12 @@ async def test_catalog_can_be_replaced(sim: SimControl) -> None:
     await sim.set_catalog([{"service": 42, "name": "Only", "type": "Default", "rate": "1.5", "min": 10, "max": 20}])
     _, services = await sim.call("services")
     assert [(s["service"], s["rate"], s["min"], s["max"]) for s in services] == [(42, "1.50", "10", "20")]
+
+
+async def test_unicode_digit_forms_are_no_ids(sim: SimControl) -> None:
+    # "²".isdigit() is true but int("²") fails: the simulator reads ids with shared.domain.bounds, as we do.
+    for text in ("²", "٣", "１", "9" * 30):
+        assert await sim.call("status", order=text) == (200, {"error": "Incorrect order ID"})
+        assert await sim.call("add", service=text, link=LINK, quantity=100) == (200, {"error": "Incorrect service ID"})
+        status, body = await sim.call("status", orders=f"{text},1")
+        assert (status, body[text]) == (200, {"error": "Incorrect order ID"})
