@@ -229,6 +229,9 @@ class Settings(BaseSettings):
     metrics_port_sim: int = 9103
     # Gauges read from the database (outbox and webhook backlogs, parked orders, due polls) are refreshed this often.
     metrics_sample_s: float = 10.0
+    # A background loop (claim, poll, relay, listener, ...) that completed no round for this long, or for three
+    # of its periods if that is longer, makes /readyz fail naming the loop (see shared/supervisor.py).
+    loop_stall_s: float = 60.0
 
     # --- local demo (set-up helper: shared/demo.py, shared/cli/stack.py) ---------------------------------
     # Port of the demo's webhook receiver (`make run` starts it on 127.0.0.1 and registers it for the demo account).

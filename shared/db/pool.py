@@ -13,6 +13,17 @@ from asyncpg.pool import PoolConnectionProxy
 from shared.settings import Settings
 
 
+# What a loop using the database expects while it is down or restarting: server errors, a connection lost or
+# closed under it (asyncpg's InterfaceError family, e.g. ConnectionDoesNotExistError), refused, timed out.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # JSONB in and out as Python objects; Decimal stays Decimal (asyncpg's NUMERIC codec).
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -33,7 +44,8 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
 class HeldConnection:
     """A pooled connection kept across the uses of one serial user (a loop writing one batch at a time):
     giving it back after every use costs a reset round trip (asyncpg's `RESET ALL` & co.). After an error it is
-    given back (reset, or closed when broken) and another one is taken on the next use."""
+    given back (reset, or closed when broken) and another one is taken on the next use; so is one that was lost
+    while held (a database restart closes it, and asyncpg detaches it from its proxy)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -42,6 +54,11 @@ class HeldConnection:
     @contextlib.asynccontextmanager
     async def use(self) -> AsyncIterator[PoolConnectionProxy]:
         conn = self._conn
+        if conn is not None and not usable(conn):
+            self._conn = None
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
+            conn = None
         if conn is None:
             conn = self._conn = await self._pool.acquire()
         try:
@@ -55,6 +72,14 @@ class HeldConnection:
         conn, self._conn = self._conn, None
         if conn is not None:
             await self._pool.release(conn)
+
+
+def usable(conn: PoolConnectionProxy) -> bool:
+    """Whether a held pooled connection can still be used: not closed, not detached from its proxy."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # detached: the pool took the connection back when it was lost
+        return False
 
 
 async def connect(settings: Settings) -> asyncpg.Connection:

@@ -126,6 +126,14 @@ WEBHOOK_OLDEST_DUE_AGE = Gauge(
 WEBHOOK_ENDPOINTS_DISABLED = Gauge("panelflow_webhook_endpoints_disabled", "Disabled webhook endpoints (sampled)")
 
 
+# --- every process ------------------------------------------------------------------------------------------------
+LOOP_RESTARTS = Counter(
+    "panelflow_loop_restarts_total",
+    "Background loops restarted by the supervisor after an unexpected exception or exit, by loop name",
+    ["loop"],
+)
+
+
 def set_build_info(process: str, release: str) -> None:
     BUILD_INFO.info({"process": process, "release": release})
 

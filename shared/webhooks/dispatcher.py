@@ -20,10 +20,11 @@ import structlog
 from prometheus_client import Counter
 
 from shared.db import webhook_dispatch as db
-from shared.db.pool import HeldConnection
+from shared.db.pool import DATABASE_ERRORS, HeldConnection
 from shared.net.guard import AddressGuard
 from shared.observability import metrics
 from shared.settings import Settings
+from shared.supervisor import Beat, stall_after, supervise
 from shared.webhooks.batching import GroupCommit
 from shared.webhooks.recording import Outcome, record_round
 from shared.webhooks.schedule import decide
@@ -44,7 +45,7 @@ class Dispatcher:
         self.guard = guard
         self.box = box or SecretBox(settings)
         self._wake = asyncio.Event()
-        self._stopping = False
+        self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -65,14 +66,20 @@ class Dispatcher:
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
         )
-        self._loop_task = asyncio.create_task(self._run(), name="webhook-dispatcher")
+        self._stopping.clear()
+        self._loop_task = supervise(
+            "webhook-claim",
+            self._run,
+            stopping=self._stopping,
+            stall_after_s=stall_after(self.settings.loop_stall_s, self.settings.webhook_poll_s),
+        )
 
     def wake(self) -> None:
         self._wake.set()
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop claiming, let attempts in flight finish (up to `grace_s`), then close."""
-        self._stopping = True
+        self._stopping.set()
         self._wake.set()
         if self._loop_task is not None:
             await self._loop_task
@@ -89,15 +96,20 @@ class Dispatcher:
             await self._session.close()
         await self.guard.close()
 
-    async def _run(self) -> None:
-        while not self._stopping:
+    async def _run(self, beat: Beat) -> None:
+        while not self._stopping.is_set():
             claimed = 0
             limit = min(self.settings.webhook_claim_batch, self.settings.webhook_max_in_flight - len(self._tasks))
             if limit > 0:
                 try:
                     claimed = await self._claim_and_start(limit)
-                except (asyncpg.PostgresError, OSError) as exc:
-                    log.warning("webhook_claim_failed", error=str(exc))
+                except DATABASE_ERRORS as exc:
+                    # The held connection was given back; the next round claims on a fresh one.
+                    log.warning("webhook_claim_failed", error=f"{type(exc).__name__}: {exc}")
+                else:
+                    beat()
+            else:
+                beat()  # every slot busy: nothing to claim is a round too
             if claimed and claimed == limit:
                 continue  # more may be due right now
             self._wake.clear()
@@ -150,6 +162,11 @@ class Dispatcher:
             )
         except asyncio.CancelledError:
             raise
+        except DATABASE_ERRORS as exc:
+            # Sent, but the result could not be written (the database is away): the lease runs out and the
+            # delivery is retried (same webhook-id: receivers dedupe). Nothing is lost.
+            _delivered("error").inc()
+            log.warning("webhook_record_failed", **_context(lease), error=f"{type(exc).__name__}: {exc}")
         except Exception:
             # The lease runs out and the delivery is retried; nothing is lost.
             _delivered("error").inc()

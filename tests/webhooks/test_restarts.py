@@ -1,0 +1,88 @@
+"""A real `python -m services.webhooks` process against a PRIVATE Postgres that restarts under it: deliveries
+placed after the restart arrive within seconds and the process stays (truly) ready."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from shared.db.migrate import migrate
+from shared.db.pool import create_pool, ensure_database
+from shared.settings import Settings
+from tests.support.factories import make_account
+from tests.support.private_services import PrivatePostgres, private_postgres
+from tests.support.processes import ManagedProcess, free_port, settings_env
+from tests.support.webhooks import Receiver, emit, register, wait_until
+from tests.webhooks.conftest import SECRET_KEY
+
+__all__ = ["private_postgres"]
+
+
+@pytest.fixture
+async def private_pool(private_postgres: PrivatePostgres, wh_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    url = private_postgres.database_url("panelflow")
+    await ensure_database(url)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    pool = await create_pool(wh_settings.model_copy(update={"database_url": url, "db_pool_min": 0}))
+    yield pool
+    await pool.close()
+
+
+async def _event(pool: asyncpg.Pool, account_id: int) -> str:
+    """An event as the consumer hands it over: its delivery is due at once (the broker path is not under test)."""
+    return str(await emit(pool, account_id=account_id))
+
+
+async def _ready(url: str) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as session, session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_the_dispatcher_delivers_again_after_a_postgres_restart(
+    private_postgres: PrivatePostgres,
+    private_pool: asyncpg.Pool,
+    wh_settings: Settings,
+    receiver: Receiver,
+    logs_dir: Path,
+) -> None:
+    settings = wh_settings.model_copy(
+        update={
+            "database_url": private_postgres.database_url("panelflow"),
+            "amqp_prefix": f"{wh_settings.amqp_prefix}pg{uuid.uuid4().hex[:4]}",
+        }
+    )
+    account = await make_account(private_pool)
+    await register(private_pool, settings, account_id=account, url=receiver.url())
+    ops_port = free_port()
+    env = settings_env(settings, webhook_secret_key=SECRET_KEY, metrics_port_webhooks=ops_port)
+    proc = ManagedProcess("services.webhooks", env, logs_dir / f"webhooks-pg-restart-{uuid.uuid4().hex[:6]}.log")
+    proc.start()
+    try:
+        await proc.wait_http(f"http://127.0.0.1:{ops_port}/readyz", timeout=30)
+        before = await _event(private_pool, account)
+        await wait_until(lambda: before in receiver.ids(), timeout=10)
+
+        await private_postgres.stop(mode="fast")  # a routine restart: failover, minor upgrade
+        await private_postgres.start()
+
+        after = await _event(private_pool, account)
+        await wait_until(lambda: after in receiver.ids(), timeout=10)
+        assert proc.alive()
+
+        async def ready() -> bool:
+            status, _ = await _ready(f"http://127.0.0.1:{ops_port}/readyz")
+            return status == 200
+
+        await wait_until(ready, timeout=10, interval=0.2)
+    finally:
+        proc.stop(timeout=10)
+    assert '"loop_crashed"' not in proc.log_text(), proc.log_text()[-3000:]
