@@ -61,9 +61,7 @@ class Supervisor:
     def __init__(self) -> None:
         self._loops: set[LoopState] = set()
 
-    def supervise(
-        self, name: str, body: Body, *, stopping: asyncio.Event, stall_after_s: float
-    ) -> asyncio.Task[None]:
+    def supervise(self, name: str, body: Body, *, stopping: asyncio.Event, stall_after_s: float) -> asyncio.Task[None]:
         """Run `body(beat)` as a task until `stopping` is set, restarting it after a crash or an early exit."""
         state = LoopState(name, stall_after_s)
         return asyncio.create_task(self._run(state, body, stopping), name=name)

@@ -27,7 +27,7 @@ from shared.ingress import auth
 from shared.ingress.failures import database_unavailable
 from shared.ingress.params import api_key, read_params
 from shared.ingress.registry import POST_ONLY, ActionContext, RawJson
-from shared.observability.http import metrics_handler
+from shared.observability.http import NotReady, loops_check, metrics_handler
 
 READY_TIMEOUT_S = 2.0
 
@@ -96,6 +96,10 @@ async def readyz(request: web.Request) -> web.Response:
         if not database_unavailable(exc):
             raise
         raise DependencyDown() from exc
+    try:
+        await loops_check()()
+    except NotReady as exc:  # the relay, a listener, ... stopped making rounds: restart me
+        return json_response({"status": "unavailable", "failed": {"loops": str(exc)}}, status=503)
     return json_response({"status": "ok"})
 
 

@@ -8,7 +8,7 @@ import asyncpg
 import structlog
 
 from shared.crypto.secretbox import WEBHOOK_SECRET_KEY_SETTING
-from shared.observability.http import consumer_check, database_check
+from shared.observability.http import consumer_check, database_check, loops_check
 from shared.observability.runtime import ProcessOps
 from shared.observability.sampling import Sampler, sample_webhooks
 from shared.process import run_process
@@ -24,7 +24,11 @@ async def serve(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> 
         settings,
         "webhooks",
         settings.metrics_port_webhooks,
-        checks={"database": database_check(pool), "broker": consumer_check(service.consumer)},
+        checks={
+            "database": database_check(pool),
+            "broker": consumer_check(service.consumer),
+            "loops": loops_check(),
+        },
         samplers=[Sampler(pool, [sample_webhooks], settings.metrics_sample_s)],
     )
     await ops.start()

@@ -10,7 +10,7 @@ import structlog
 from shared.crypto.secretbox import PROVIDER_KEY_SETTING
 from shared.failpoints import Failpoints
 from shared.observability.broker_sampling import QueueDepthSampler
-from shared.observability.http import consumer_check, database_check
+from shared.observability.http import consumer_check, database_check, loops_check
 from shared.observability.runtime import ProcessOps
 from shared.observability.sampling import Sampler, sample_worker
 from shared.process import run_process
@@ -26,7 +26,11 @@ async def serve(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> 
         settings,
         "worker",
         settings.metrics_port_worker,
-        checks={"database": database_check(pool), "broker": consumer_check(worker.consumer)},
+        checks={
+            "database": database_check(pool),
+            "broker": consumer_check(worker.consumer),
+            "loops": loops_check(),
+        },
         samplers=[
             Sampler(pool, [sample_worker], settings.metrics_sample_s),
             QueueDepthSampler(settings, settings.metrics_sample_s),

@@ -12,7 +12,6 @@ from asyncpg.pool import PoolConnectionProxy
 
 from shared.settings import Settings
 
-
 # What a loop using the database expects while it is down or restarting: server errors, a connection lost or
 # closed under it (asyncpg's InterfaceError family, e.g. ConnectionDoesNotExistError), refused, timed out.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (

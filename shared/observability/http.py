@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from shared.messaging.consumer import Consumer
+from shared.supervisor import SUPERVISOR, Supervisor
 
 Check = Callable[[], Awaitable[None]]
 
@@ -49,6 +50,18 @@ def consumer_check(consumer: Consumer) -> Check:
     async def check() -> None:
         if not consumer.consuming.is_set():
             raise NotReady(f"not consuming {consumer.queue_name}: broker connection down")
+
+    return check
+
+
+def loops_check(supervisor: Supervisor = SUPERVISOR) -> Check:
+    """Ready while every supervised loop of the process completes rounds (see shared/supervisor.py)."""
+
+    async def check() -> None:
+        stalled = supervisor.stalled()
+        if stalled:
+            listed = ", ".join(f"{name} (no round for {idle:.0f} s)" for name, idle in sorted(stalled.items()))
+            raise NotReady(f"loops not making progress: {listed}")
 
     return check
 
