@@ -5,8 +5,10 @@
     ...
     await loop.stop()       # wakes it from its wait, lets a running step finish
 
-The step handles its own errors (a sampler logs and keeps its last values, a purge logs and retries next
-time); `stopping` is set by `stop()`, for steps that check it between batches.
+The step handles the errors it expects (a sampler logs and keeps its last values, a purge logs and retries next
+time); anything else it raises is the supervisor's (shared/supervisor.py): logged, counted, and the loop started
+again. A loop that completed no step for three intervals (at least `STALL_FLOOR_S`) counts as stalled.
+`stopping` is set by `stop()`, for steps that check it between batches.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable
+
+from shared.supervisor import Beat, stall_after, supervise
+
+# A periodic step may take its time (a purge in batches): stalled only after this long at least.
+STALL_FLOOR_S = 60.0
 
 
 class Periodic:
@@ -41,7 +48,8 @@ class Periodic:
 
     async def start(self) -> None:
         self.stopping.clear()
-        self._task = asyncio.create_task(self._run(), name=self._name)
+        stall = stall_after(STALL_FLOOR_S, self._every()) + self._first_delay
+        self._task = supervise(self._name, self._run, stopping=self.stopping, stall_after_s=stall)
 
     async def stop(self) -> None:
         self.stopping.set()
@@ -49,10 +57,11 @@ class Periodic:
             await self._task
             self._task = None
 
-    async def _run(self) -> None:
+    async def _run(self, beat: Beat) -> None:
         delay = self._first_delay
         while not await self._stopped_within(delay):
             await self._step()
+            beat()
             delay = self._every()
 
     async def _stopped_within(self, seconds: float) -> bool:

@@ -17,6 +17,7 @@ from shared.db.catalog import ServiceRow
 from shared.domain.money import format_money
 from shared.domain.order_types import ServiceTerms
 from shared.settings import Settings
+from shared.supervisor import Beat, stall_after, supervise
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +46,7 @@ class Catalog:
         self.loaded = False
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def terms(self, service_id: int) -> ServiceTerms | None:
         return self._terms.get(service_id)
@@ -77,16 +79,24 @@ class Catalog:
         except Exception as exc:  # the database may be down at start: serve 503s and keep trying
             log.warning("catalog_load_failed", error=repr(exc))
             self._dirty.set()
-        self._task = asyncio.create_task(self._refresh_loop(), name="catalog-refresh")
+        self._stopping.clear()
+        self._task = supervise(
+            "catalog-refresh",
+            self._refresh_loop,
+            stopping=self._stopping,
+            stall_after_s=stall_after(self._settings.loop_stall_s, self._settings.catalog_refresh_s),
+        )
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _refresh_loop(self) -> None:
+    async def _refresh_loop(self, beat: Beat) -> None:
         while True:
+            beat()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), timeout=self._settings.catalog_refresh_s)
             self._dirty.clear()

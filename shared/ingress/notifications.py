@@ -15,11 +15,13 @@ import structlog
 
 from shared.db.pool import connect
 from shared.settings import Settings
+from shared.supervisor import Beat, stall_after, supervise
 
 log = structlog.get_logger(__name__)
 
 PING_S = 5.0
 RETRY_MAX_S = 5.0
+CONNECT_TIMEOUT_S = 10.0
 
 
 class Listener:
@@ -33,12 +35,20 @@ class Listener:
         self._channels = channels
         self._on_connect = on_connect
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="pg-listener")
+        self._stopping.clear()
+        self._task = supervise(
+            "pg-listener",
+            self._run,
+            stopping=self._stopping,
+            stall_after_s=stall_after(self._settings.loop_stall_s, PING_S + RETRY_MAX_S + CONNECT_TIMEOUT_S),
+        )
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -49,12 +59,13 @@ class Listener:
         if handler is not None:
             handler(str(payload))
 
-    async def _run(self) -> None:
+    async def _run(self, beat: Beat) -> None:
         delay = 0.2
         while True:
+            beat()
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncio.wait_for(connect(self._settings), timeout=10)
+                conn = await asyncio.wait_for(connect(self._settings), timeout=CONNECT_TIMEOUT_S)
                 lost = asyncio.Event()
                 conn.add_termination_listener(_setter(lost))
                 for channel in self._channels:
@@ -65,6 +76,7 @@ class Listener:
                 log.info("listener_connected", channels=sorted(self._channels))
                 delay = 0.2
                 while not lost.is_set():
+                    beat()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), timeout=PING_S)
                     if not lost.is_set():

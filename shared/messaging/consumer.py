@@ -40,10 +40,14 @@ from shared.messaging.connection import connect
 from shared.messaging.envelope import Envelope, MalformedMessage, parse_message
 from shared.observability import metrics
 from shared.settings import Settings
+from shared.supervisor import Beat, stall_after, supervise
 
 Handler = Callable[[Envelope], Awaitable[None]]
 
 log = structlog.get_logger("panelflow.consumer")
+
+# While subscribed, the loop reports a round this often (see shared/supervisor.py).
+HEARTBEAT_S = 5.0
 
 
 class Consumer:
@@ -65,7 +69,12 @@ class Consumer:
     async def start(self) -> None:
         """Start consuming in the background; reconnects by itself until `stop()`."""
         self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.queue}")
+        self._task = supervise(
+            f"consumer-{self.queue}",
+            self._run,
+            stopping=self._stopping,
+            stall_after_s=stall_after(self.settings.loop_stall_s, max(HEARTBEAT_S, self.settings.amqp_reconnect_max_s)),
+        )
 
     async def wait_consuming(self, timeout: float) -> None:
         await asyncio.wait_for(self.consuming.wait(), timeout)
@@ -81,11 +90,12 @@ class Consumer:
         await self._drain(self._timeout)
         log.info("consumer_stopped", queue=self.queue, handled=self.handled_total, failed=self.failed_total)
 
-    async def _run(self) -> None:
+    async def _run(self, beat: Beat) -> None:
         backoff = Backoff(self.settings.amqp_reconnect_max_s)
         while not self._stopping.is_set():
+            beat()
             try:
-                await self._consume_until_lost(backoff)
+                await self._consume_until_lost(backoff, beat)
             except Exception as exc:  # broker unreachable or the session broke: subscribe again
                 log.warning("consumer_connection_error", queue=self.queue, error=f"{type(exc).__name__}: {exc}")
             finally:
@@ -95,7 +105,7 @@ class Consumer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
 
-    async def _consume_until_lost(self, backoff: Backoff) -> None:
+    async def _consume_until_lost(self, backoff: Backoff, beat: Beat) -> None:
         lost = asyncio.Event()
 
         def on_lost(*_args: Any) -> None:
@@ -116,7 +126,8 @@ class Consumer:
             self.consuming.set()
             backoff.reset()
             log.info("consumer_started", queue=self.queue, prefetch=self.prefetch)
-            await _first_of(lost, self._stopping)
+            while not await _first_of(lost, self._stopping, timeout=HEARTBEAT_S):
+                beat()  # subscribed and waiting for messages is a round of this loop
             if self._stopping.is_set() and not lost.is_set():
                 await self._unsubscribe(queue, tag)
                 await self._drain(self._timeout)
@@ -207,10 +218,12 @@ def _consumed(queue: str, event_type: str, outcome: str) -> Counter:
     return metrics.MESSAGES_CONSUMED.labels(queue=queue, event_type=event_type, outcome=outcome)
 
 
-async def _first_of(*events: asyncio.Event) -> None:
+async def _first_of(*events: asyncio.Event, timeout: float | None = None) -> bool:
+    """Whether one of the events was set within `timeout`."""
     waiters = [asyncio.ensure_future(event.wait()) for event in events]
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        return bool(done)
     finally:
         for waiter in waiters:
             waiter.cancel()

@@ -35,10 +35,13 @@ from shared.messaging.envelope import publish_properties
 from shared.messaging.outbox_retention import OutboxRetention
 from shared.observability import metrics
 from shared.settings import Settings
+from shared.supervisor import Beat, stall_after, supervise
 
 NOTIFY_CHANNEL = "panelflow_outbox"
 # How often the idle LISTEN connection is probed: a connection lost without a FIN is noticed this late.
 LISTEN_KEEPALIVE_S = 10.0
+# Opening the LISTEN connection gives up after this long (a server that accepts but never answers).
+CONNECT_TIMEOUT_S = 10.0
 # A row the broker refused is kept out of the batches for 0.5 s, doubling per failure, at most a minute.
 COOLDOWN_BASE_S = 0.5
 COOLDOWN_MAX_S = 60.0
@@ -86,9 +89,22 @@ class OutboxRelay:
         """Start the publishing loop, the LISTEN loop and the retention purge as background tasks; returns at
         once."""
         self._stopping.clear()
+        floor = self.settings.loop_stall_s
         self._tasks = [
-            asyncio.create_task(self._publish_loop(), name="outbox-relay"),
-            asyncio.create_task(self._listen_loop(), name="outbox-relay-listen"),
+            supervise(
+                "outbox-relay",
+                self._publish_loop,
+                stopping=self._stopping,
+                stall_after_s=stall_after(
+                    floor, max(self.settings.relay_poll_s, self.settings.relay_publish_timeout_s)
+                ),
+            ),
+            supervise(
+                "outbox-relay-listen",
+                self._listen_loop,
+                stopping=self._stopping,
+                stall_after_s=stall_after(floor, LISTEN_KEEPALIVE_S),
+            ),
         ]
         await self.retention.start()
         log.info("relay_started", batch=self.settings.relay_batch, poll_s=self.settings.relay_poll_s)
@@ -164,10 +180,11 @@ class OutboxRelay:
         if not isinstance(confirmation, Basic.Ack):
             raise NotConfirmed(f"broker answered {confirmation!r}")
 
-    async def _publish_loop(self) -> None:
+    async def _publish_loop(self, beat: Beat) -> None:
         backoff = Backoff(self.settings.amqp_reconnect_max_s)
         while not self._stopping.is_set():
             self._wake.clear()
+            beat()
             try:
                 claimed, failed = await self.publish_batch()
             except Exception as exc:  # broker or database unreachable: the rows wait in the outbox
@@ -232,13 +249,14 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5)
 
-    async def _listen_loop(self) -> None:
+    async def _listen_loop(self, beat: Beat) -> None:
         backoff = Backoff(self.settings.amqp_reconnect_max_s)
         while not self._stopping.is_set():
+            beat()
             conn: asyncpg.Connection | None = None
             try:
-                conn = await connect(self.settings)
-                await self._listen_on(conn, backoff)
+                conn = await asyncio.wait_for(connect(self.settings), CONNECT_TIMEOUT_S)
+                await self._listen_on(conn, backoff, beat)
             except Exception as exc:  # database down: polling carries on meanwhile, retry the LISTEN later
                 delay = backoff.next_delay()
                 log.warning("relay_listen_error", error=_describe(exc), retry_in_s=round(delay, 2))
@@ -248,7 +266,7 @@ class OutboxRelay:
                     with contextlib.suppress(Exception):
                         await conn.close(timeout=2)
 
-    async def _listen_on(self, conn: asyncpg.Connection, backoff: Backoff) -> None:
+    async def _listen_on(self, conn: asyncpg.Connection, backoff: Backoff, beat: Beat) -> None:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
@@ -257,14 +275,15 @@ class OutboxRelay:
         self.listening.set()
         log.info("relay_listening")
         try:
-            await self._hold_listen_connection(conn, lost)
+            await self._hold_listen_connection(conn, lost, beat)
         finally:
             self.listening.clear()
         if not self._stopping.is_set():
             log.warning("relay_listen_lost")
 
-    async def _hold_listen_connection(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+    async def _hold_listen_connection(self, conn: asyncpg.Connection, lost: asyncio.Event, beat: Beat) -> None:
         while not self._stopping.is_set() and not lost.is_set():
+            beat()
             stopping = asyncio.ensure_future(self._stopping.wait())
             gone = asyncio.ensure_future(lost.wait())
             try:

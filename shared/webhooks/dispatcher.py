@@ -98,6 +98,7 @@ class Dispatcher:
 
     async def _run(self, beat: Beat) -> None:
         while not self._stopping.is_set():
+            beat()
             claimed = 0
             limit = min(self.settings.webhook_claim_batch, self.settings.webhook_max_in_flight - len(self._tasks))
             if limit > 0:
@@ -106,10 +107,6 @@ class Dispatcher:
                 except DATABASE_ERRORS as exc:
                     # The held connection was given back; the next round claims on a fresh one.
                     log.warning("webhook_claim_failed", error=f"{type(exc).__name__}: {exc}")
-                else:
-                    beat()
-            else:
-                beat()  # every slot busy: nothing to claim is a round too
             if claimed and claimed == limit:
                 continue  # more may be due right now
             self._wake.clear()

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
 
+from shared.db.pool import DATABASE_ERRORS
 from shared.failpoints import Failpoints
 from shared.messaging import topology
 from shared.messaging.consumer import Consumer
 from shared.settings import Settings
+from shared.supervisor import Beat, stall_after, supervise
 from shared.worker.batcher import Batcher
 from shared.worker.cancels import Cancels
 from shared.worker.handlers import WorkerHandlers
@@ -48,11 +51,30 @@ class Worker:
 
     async def start(self) -> None:
         await self.consumer.start()
-        claim = self.settings.worker_poll_claim
+        s = self.settings
+        claim = s.worker_poll_claim
+        # A round waits on upstream calls (up to their timeout, a few at a time): give it that long at least.
+        rounds = max(s.worker_poll_idle_s, 2 * s.upstream_timeout_s)
+        self._stopping.clear()
         self._loops = [
-            asyncio.create_task(self._loop("poll_orders", self.poller.poll_once, claim), name="poll-orders"),
-            asyncio.create_task(self._loop("poll_refills", self.refills.poll_once, claim), name="poll-refills"),
-            asyncio.create_task(self._sweep_loop(), name="sweeper"),
+            supervise(
+                "poll-orders",
+                functools.partial(self._loop, "poll_orders", self.poller.poll_once, claim),
+                stopping=self._stopping,
+                stall_after_s=stall_after(s.loop_stall_s, rounds),
+            ),
+            supervise(
+                "poll-refills",
+                functools.partial(self._loop, "poll_refills", self.refills.poll_once, claim),
+                stopping=self._stopping,
+                stall_after_s=stall_after(s.loop_stall_s, rounds),
+            ),
+            supervise(
+                "sweeper",
+                self._sweep_loop,
+                stopping=self._stopping,
+                stall_after_s=stall_after(s.loop_stall_s, max(s.worker_sweep_s, rounds)),
+            ),
         ]
         log.info("worker_started")
 
@@ -73,22 +95,24 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    async def _loop(self, name: str, round_: Callable[[], Awaitable[int]], full: int) -> None:
+    async def _loop(self, name: str, round_: Callable[[], Awaitable[int]], full: int, beat: Beat) -> None:
         # A full round means more is due right now: go again at once; otherwise wait a little.
         while not self._stopping.is_set():
             try:
                 done = await round_()
-            except Exception:
-                log.exception("worker_loop_failed", loop=name)
+            except DATABASE_ERRORS as exc:  # the database is away: try again shortly
+                log.warning("worker_loop_failed", loop=name, error=f"{type(exc).__name__}: {exc}")
                 done = 0
                 await self._pause(1.0)
+            beat()
             if done < full:
                 await self._pause(self.settings.worker_poll_idle_s)
 
-    async def _sweep_loop(self) -> None:
+    async def _sweep_loop(self, beat: Beat) -> None:
         while not self._stopping.is_set():
             try:
-                await self.sweeper.sweep()
-            except Exception:
-                log.exception("worker_loop_failed", loop="sweeper")
+                await self.sweeper.sweep(progress=beat)
+            except DATABASE_ERRORS as exc:
+                log.warning("worker_loop_failed", loop="sweeper", error=f"{type(exc).__name__}: {exc}")
+            beat()
             await self._pause(self.settings.worker_sweep_s)

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 import structlog
 
@@ -32,7 +34,8 @@ class Sweeper:
         self._refills = refills
         self._cancels = cancels
 
-    async def sweep(self) -> dict[str, int]:
+    async def sweep(self, progress: Callable[[], None] = lambda: None) -> dict[str, int]:
+        """One sweep; `progress` is called after each batch (a long sweep under load is not a stalled one)."""
         done = {"parked": 0, "submitted": 0, "refills_released": 0, "refills_forwarded": 0, "cancels": 0}
         timeout = self._settings.worker_submitting_timeout_s
         async with self._pool.acquire() as conn:
@@ -43,10 +46,12 @@ class Sweeper:
             released = await refills_sql.release_stale(conn, older_than_s=timeout)
             done["refills_released"] = len(released)
         while (n := await self._submitter.submit_due(limit=_BATCH)) > 0:
+            progress()
             done["submitted"] += n
             if n < _BATCH:
                 break
         while (n := await self._refills.forward_due(limit=_BATCH)) > 0:
+            progress()
             done["refills_forwarded"] += n
             if n < _BATCH:
                 break
