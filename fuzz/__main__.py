@@ -43,6 +43,7 @@ async def main(args: argparse.Namespace) -> int:
             "database_url": with_database(base.database_url, f"panelflow_fuzz_{run_id}"),
             "amqp_prefix": f"fuzz{run_id}",
             "rate_limits_enabled": False,  # the fuzzer is one client sending thousands of calls
+            "env": "development",  # a throwaway database: the development encryption keys do
         }
     )
     workdir = Path(tempfile.mkdtemp(prefix="panelflow-fuzz-"))

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from shared.domain.bounds import check_client_text, client_text_problem
 from shared.errors import BodyTooLarge, IncorrectOrderId, InvalidApiKey, InvalidParameter
@@ -24,7 +25,8 @@ _ID_SPLIT = re.compile(r"[\s,]+")
 _ID_DIGITS_MAX = 18
 # What aiohttp's multipart reader raises on a body that is no multipart form (no or a wrong boundary, a part
 # without a name, an unknown charset, bytes that are not text in it).
-_MULTIPART_ERRORS = (ValueError, AssertionError, LookupError, TypeError, KeyError)
+# BadHttpMessage: aiohttp's parser of a part's headers refuses e.g. control characters in them.
+_MULTIPART_ERRORS = (ValueError, AssertionError, LookupError, TypeError, KeyError, BadHttpMessage)
 
 
 async def read_params(request: web.Request, max_body_bytes: int) -> dict[str, str]:
