@@ -26,7 +26,7 @@ from shared.observability import metrics
 from shared.settings import Settings
 from shared.supervisor import Beat, stall_after, supervise
 from shared.webhooks.batching import GroupCommit
-from shared.webhooks.recording import Outcome, record_round
+from shared.webhooks.recording import Outcome, record_round, unstorable
 from shared.webhooks.schedule import decide
 from shared.webhooks.secretbox import SecretBox
 from shared.webhooks.sender import AttemptResult, message_body, send
@@ -34,6 +34,10 @@ from shared.webhooks.sender import AttemptResult, message_body, send
 log = structlog.get_logger(__name__)
 
 SECRET_CACHE_SIZE = 10_000
+# What the database (or asyncpg, encoding an argument) raises for a value it cannot store: data exceptions
+# (SQLSTATE 22: NUL in text, a number out of range) and constraint violations. Anything else (a lost connection)
+# is not the row's fault and is not degraded.
+_REFUSED_DATA = (asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError, ValueError)
 
 
 class Dispatcher:
@@ -139,6 +143,7 @@ class Dispatcher:
             )
 
     async def _deliver(self, lease: db.Lease) -> None:
+        recorded = False
         try:
             result = await self._attempt(lease)
             decision = decide(
@@ -146,6 +151,7 @@ class Dispatcher:
             )
             # Written with the other attempts that ended meanwhile; the slot stays taken until then.
             await self._recorder.submit(Outcome(lease, result, decision))
+            recorded = True
             _delivered(str(decision.verdict)).inc()
             metrics.WEBHOOK_LATENCY.observe(result.latency_ms / 1000)
             log.info(
@@ -164,14 +170,33 @@ class Dispatcher:
             # delivery is retried (same webhook-id: receivers dedupe). Nothing is lost.
             _delivered("error").inc()
             log.warning("webhook_record_failed", **_context(lease), error=f"{type(exc).__name__}: {exc}")
-        except Exception:
-            # The lease runs out and the delivery is retried; nothing is lost.
+        except Exception as exc:
+            # Broken in our code (not the database): recorded as a failed attempt, on the retry schedule.
             _delivered("error").inc()
             log.exception("webhook_delivery_error", **_context(lease))
+            if not recorded:
+                await self._record_failure(lease, exc)
+
+    async def _record_failure(self, lease: db.Lease, exc: Exception) -> None:
+        """An attempt that broke in our code counts as a failed attempt, on the retry schedule: never a lease
+        that runs out and is claimed again and again outside it. If even that cannot be written, the lease runs
+        out and the delivery is retried."""
+        result = AttemptResult(None, 0, error=f"internal error: {type(exc).__name__}")
+        decision = decide(self.settings, step=lease.step, status_code=None)
+        try:
+            await self._recorder.submit(Outcome(lease, result, decision))
+        except Exception:
+            log.exception("webhook_failure_unrecorded", **_context(lease))
 
     async def record(self, outcomes: list[Outcome]) -> None:
         async with self._record_conn.use() as conn:
-            await record_round(conn, self.settings, outcomes)
+            try:
+                await record_round(conn, self.settings, outcomes)
+            except _REFUSED_DATA as exc:
+                if len(outcomes) != 1:
+                    raise  # the group commit writes each outcome alone next: only the refused one is degraded
+                log.error("webhook_result_unstorable", **_context(outcomes[0].lease), error=type(exc).__name__)
+                await record_round(conn, self.settings, [unstorable(outcomes[0], exc)])
 
     def _secret(self, token: str) -> str:
         # Decrypting (Fernet: HMAC check and AES) on every attempt costs more than signing; a rotated or deleted

@@ -11,6 +11,7 @@ import structlog
 from shared.db import webhook_dispatch as db
 from shared.db import webhooks as endpoints_db
 from shared.db.types import Conn
+from shared.domain.bounds import INT4, external_text
 from shared.settings import Settings
 from shared.webhooks.schedule import Decision, Verdict
 from shared.webhooks.sender import AttemptResult
@@ -18,6 +19,8 @@ from shared.webhooks.sender import AttemptResult
 log = structlog.get_logger(__name__)
 
 GONE_REASON = "the endpoint answered 410 Gone"
+# What is stored of an error text (ours, or an exception's) at most.
+ERROR_MAX = 500
 
 FAILURES = frozenset({Verdict.RETRY, Verdict.FAILED})
 
@@ -89,11 +92,30 @@ def plan_finishes(
                 delay_s=o.decision.delay_s if status == "pending" else None,
                 status_code=o.result.status_code,
                 latency_ms=o.result.latency_ms,
-                error=o.error,
-                response_body=o.result.body,
+                # What a receiver sent is stored cleaned (NUL, controls, invalid UTF-8 replaced): Postgres refuses
+                # a NUL in TEXT, and one refused row would fail the round of every endpoint.
+                error=None if o.error is None else external_text(o.error, limit=ERROR_MAX),
+                response_body=None
+                if o.result.body is None
+                else external_text(o.result.body, limit=settings.webhook_response_max_bytes),
             )
         )
     return finishes, disables
+
+
+def unstorable(outcome: Outcome, exc: BaseException) -> Outcome:
+    """The outcome of an attempt whose result the database refused: the verdict kept, the receiver's answer
+    dropped, so the delivery still follows its schedule instead of being leased again and again."""
+    result = AttemptResult(
+        outcome.result.status_code if _fits_int4(outcome.result.status_code) else None,
+        outcome.result.latency_ms if _fits_int4(outcome.result.latency_ms) else 0,
+        error=f"the attempt's result could not be stored ({type(exc).__name__})",
+    )
+    return Outcome(outcome.lease, result, outcome.decision)
+
+
+def _fits_int4(value: int | None) -> bool:
+    return value is not None and INT4[0] <= value <= INT4[1]
 
 
 async def record_round(conn: Conn, settings: Settings, outcomes: list[Outcome]) -> None:
