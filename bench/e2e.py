@@ -53,6 +53,9 @@ def _env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
         PANELFLOW_DATABASE_URL=settings.database_url,
         PANELFLOW_AMQP_PREFIX=settings.amqp_prefix,
         PANELFLOW_RATE_LIMITS_ENABLED="false",
+        # The simulator is a plain-http provider on this machine: let the worker's address guard through to it.
+        PANELFLOW_UPSTREAM_ALLOW_HTTP="true",
+        PANELFLOW_UPSTREAM_ALLOWED_NETWORKS="127.0.0.1/32",
         PANELFLOW_LOG_FORMAT="json",
         PANELFLOW_LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",

@@ -4,8 +4,9 @@ simulator, and a webhook to the local demo receiver. Idempotent.
 Keys are stored hashed, so the caller keeps the demo key itself (the CLI: in `.run/demo-key`, mode 0600) and
 hands it back on the next seed, which reuses it while it still works and makes a new one otherwise.
 
-The demo webhook goes to plain http on 127.0.0.1, which the SSRF guard refuses by default. Only the demo (the seed
-and the `make run` stack) relaxes that, with `local_webhook_settings` / `local_webhook_env`; the defaults stay strict.
+The demo webhook goes to plain http on 127.0.0.1, and so does the simulator the demo catalog is bought from; the
+SSRF guard refuses both by default. Only the demo (the seed and the `make run` stack) relaxes that, with
+`local_webhook_settings` / `local_webhook_env` / `local_upstream_env`; the defaults stay strict.
 """
 
 from __future__ import annotations
@@ -105,6 +106,18 @@ def local_webhook_env(environ: dict[str, str]) -> dict[str, str]:
         "PANELFLOW_WEBHOOKS_ALLOW_HTTP": "true",
         "PANELFLOW_WEBHOOKS_ALLOWED_NETWORKS": _with_local_network(
             environ.get("PANELFLOW_WEBHOOKS_ALLOWED_NETWORKS", "")
+        ),
+    }
+
+
+def local_upstream_env(environ: dict[str, str]) -> dict[str, str]:
+    """What the local stack's worker needs to call the provider simulator: plain http to 127.0.0.1 (added to,
+    not replacing, allowed networks)."""
+    return {
+        **environ,
+        "PANELFLOW_UPSTREAM_ALLOW_HTTP": "true",
+        "PANELFLOW_UPSTREAM_ALLOWED_NETWORKS": _with_local_network(
+            environ.get("PANELFLOW_UPSTREAM_ALLOWED_NETWORKS", "")
         ),
     }
 

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     # before one probe call is let through.
     upstream_breaker_failures: int = 5
     upstream_breaker_reset_s: float = 30.0
+    # Plain-http provider URLs (development and tests only); https otherwise: our key at the provider is in every call.
+    upstream_allow_http: bool = False
+    # CIDRs (comma-separated) upstream calls may reach although not public, e.g. a local provider simulator's
+    # 127.0.0.1/32. Empty in production. Cloud metadata addresses stay refused whatever this says.
+    upstream_allowed_networks: str = ""
+    # A provider reply longer than this (after decompression) is cut off and counts as garbage.
+    upstream_response_max_bytes: int = 8_388_608
     # Sell rate of newly imported services when `services sync` gets no --markup (percent over cost).
     catalog_default_markup_pct: Decimal = Decimal("20")
     # Fernet key(s) that encrypt our API keys at the providers at rest (`providers.api_key_enc`), comma-separated:

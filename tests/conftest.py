@@ -46,6 +46,9 @@ def base_settings() -> Settings:
         log_format="json",
         relay_poll_s=0.5,
         provider_key_encryption_key=SecretStr(PROVIDER_KEY_ENCRYPTION_KEY),
+        # Test providers (the simulator, hostile upstreams) are plain-http servers on this machine.
+        upstream_allow_http=True,
+        upstream_allowed_networks="127.0.0.0/8",
     )
 
 

@@ -17,8 +17,40 @@ import structlog
 from shared.crypto.secretbox import SecretBox, SecretBoxError
 from shared.db import catalog
 from shared.db.types import Conn
+from shared.net.guard import AddressGuard, ForbiddenDestination, InvalidUrl
+from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+async def check_url(url: str, settings: Settings) -> str | None:
+    """Refuse (InvalidUrl, saying why and which setting would allow it) a provider URL the worker would refuse to
+    call: not https, or a host that is or resolves to a non-public address. A host that cannot be resolved now is
+    let through with the warning returned (DNS may be down for a moment); the worker checks every call again."""
+    guard = AddressGuard(settings.upstream_allowed_networks)
+    try:
+        parsed = guard.check_url(url, allow_http=settings.upstream_allow_http)
+        assert parsed.host is not None
+        await guard.resolve_checked(parsed.host, parsed.port or 0)
+    except InvalidUrl as exc:
+        hint = (
+            " (PANELFLOW_UPSTREAM_ALLOW_HTTP=true allows plain http, for development only)"
+            if "https" in str(exc)
+            else ""
+        )
+        raise InvalidUrl(f"{exc}{hint}") from exc
+    except ForbiddenDestination as exc:
+        hint = (
+            ""
+            if exc.reason == "cloud-metadata"
+            else (" (PANELFLOW_UPSTREAM_ALLOWED_NETWORKS lets named networks through, for development only)")
+        )
+        raise InvalidUrl(f"url points to a non-public address: {exc.address} ({exc.reason}){hint}") from exc
+    except OSError:
+        return f"{parsed.host} cannot be resolved now; calls to it will fail until it can"
+    finally:
+        await guard.close()
+    return None
 
 
 class StoredKey(Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from decimal import Decimal
 
 import asyncpg
@@ -30,6 +31,7 @@ from shared.cli.base import (
 from shared.crypto.secretbox import SecretBox, SecretBoxError, provider_key_box
 from shared.db import catalog
 from shared.domain.order_types import ORDER_TYPES
+from shared.net.guard import InvalidUrl
 from shared.settings import Settings
 
 _IDEMPOTENT_HELP = (
@@ -89,6 +91,10 @@ async def _add_provider(args: argparse.Namespace, settings: Settings) -> int:
     name = args.name.strip()
     if not name:
         raise CommandError("--name must not be empty")
+    try:
+        warning = await providers.check_url(args.url, settings)
+    except InvalidUrl as exc:
+        raise CommandError(f"--url refused: {exc}") from exc
     box = _box(settings)
     async with database(settings) as conn:
         try:
@@ -97,6 +103,8 @@ async def _add_provider(args: argparse.Namespace, settings: Settings) -> int:
             )
         except asyncpg.UniqueViolationError as exc:
             raise CommandError(f"a provider named {name!r} already exists") from exc
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
     print(provider_id)
     return 0
 

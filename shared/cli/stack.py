@@ -10,7 +10,8 @@
 
 The stack is the local demo: besides the processes it starts the example webhook receiver with the demo
 webhook's secret (from `.run/demo.env`, written by `panelflow demo seed`), and gives every process the settings
-that let webhooks reach it over plain http on 127.0.0.1 (`shared.demo.local_webhook_env`; never code defaults).
+that let webhooks reach it, and the worker reach the provider simulator, over plain http on 127.0.0.1
+(`shared.demo.local_webhook_env`, `local_upstream_env`; never code defaults).
 
 A new process joins the stack by adding one line to `PROCESSES`; a line whose package has no `__main__` yet
 is skipped, so the list can name processes before they land.
@@ -32,7 +33,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from shared.cli.demo_order import DemoOrderError, place_and_follow
-from shared.demo import local_webhook_env
+from shared.demo import local_upstream_env, local_webhook_env
 from shared.settings import Settings
 
 RUN_DIR = Path(".run")
@@ -158,7 +159,9 @@ class Stack:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
         # A local development stack: development keys unless the caller says otherwise (make sets it too).
-        env = local_webhook_env({"PANELFLOW_ENV": "development", **os.environ, "PYTHONUNBUFFERED": "1"})
+        env = local_upstream_env(
+            local_webhook_env({"PANELFLOW_ENV": "development", **os.environ, "PYTHONUNBUFFERED": "1"})
+        )
         pumps = []
         for process in self.processes:
             # A session of its own: Ctrl-C reaches only us, and we stop the children in order.

@@ -229,14 +229,14 @@ class AddressGuard:
         self.check_ip(str(address[0]), ipaddress.ip_address(str(address[0]).split("%", 1)[0]))
         return socket.socket(family=family, type=type_, proto=proto)
 
-    def connector(self, *, limit: int) -> TCPConnector:
+    def connector(self, *, limit: int, limit_per_host: int = 0) -> TCPConnector:
         """An aiohttp connector whose every connection passes the guard (no DNS cache: check each time)."""
         return TCPConnector(
             resolver=GuardedResolver(self),
             use_dns_cache=False,
             socket_factory=self.socket_factory,
             limit=limit,
-            limit_per_host=0,
+            limit_per_host=limit_per_host,
         )
 
     async def close(self) -> None:

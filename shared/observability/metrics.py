@@ -165,6 +165,10 @@ def upstream_error_kind(reason: str) -> str:
         ("connection timeout", "connect_timeout"),
         ("connection failed", "connect_failed"),
         ("connection lost", "connection_lost"),
+        ("forbidden destination", "forbidden"),
+        ("invalid url", "forbidden"),
+        ("redirect not followed", "redirect"),
+        ("reply too large", "too_large"),
     ):
         if reason.startswith(prefix):
             return kind

@@ -3,8 +3,12 @@
 Form POST of `key` + `action` + parameters to the provider's endpoint; JSON answers with errors in a 200 (or a
 4xx); every answer normalised by `shared.upstream.normalize`. One `aiohttp.ClientSession` per provider with
 timeouts far below aiohttp's 300 s default, at most `upstream_concurrency` calls in flight, and a circuit
-breaker. `add` and `refill` never raise for upstream trouble: they return a classified result (see
-`shared.upstream.results`) and never retry — the worker decides. The other calls raise `UpstreamError`s.
+breaker. Every connection passes the address guard (`shared.net.guard`: public addresses only, unless
+`upstream_allowed_networks` says otherwise), the URL must be https unless `upstream_allow_http`, redirects are
+never followed (a 307/308 would re-post our key elsewhere, a 301/302 turn into a GET to wherever it points) and a
+reply is read up to `upstream_response_max_bytes`. `add` and `refill` never raise for upstream trouble: they
+return a classified result (see `shared.upstream.results`) and never retry — the worker decides. The other calls
+raise `UpstreamError`s.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Literal
 import aiohttp
 import structlog
 
+from shared.net.guard import AddressGuard, ForbiddenDestination, InvalidUrl, forbidden_cause
 from shared.observability import metrics
 from shared.settings import Settings
 from shared.upstream import normalize
@@ -102,6 +107,9 @@ class UpstreamClient:
         self.breaker = CircuitBreaker(
             failures=settings.upstream_breaker_failures, reset_s=settings.upstream_breaker_reset_s
         )
+        self._allow_http = settings.upstream_allow_http
+        self._max_reply = settings.upstream_response_max_bytes
+        self._guard = AddressGuard(settings.upstream_allowed_networks)
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -110,7 +118,7 @@ class UpstreamClient:
             trace = aiohttp.TraceConfig()
             trace.on_request_headers_sent.append(_on_headers_sent)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=self._concurrency),
+                connector=self._guard.connector(limit=self._concurrency, limit_per_host=self._concurrency),
                 trace_configs=[trace],
                 raise_for_status=False,
             )
@@ -120,6 +128,7 @@ class UpstreamClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._guard.close()
 
     async def __aenter__(self) -> UpstreamClient:
         return self
@@ -251,6 +260,10 @@ class UpstreamClient:
             if status >= 500:
                 healthy = False
                 raise _CallFailed(f"http {status}", sent=True)
+            if 300 <= status < 400:
+                # Not followed: the call went nowhere, and the provider is misconfigured (or hostile).
+                healthy = False
+                raise _CallFailed(f"redirect not followed (http {status})", sent=False)
             try:
                 body = json.loads(raw, parse_float=Decimal)
             except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the parser goes
@@ -286,13 +299,39 @@ class UpstreamClient:
         timeout = aiohttp.ClientTimeout(total=max(remaining_s, 0.001), sock_connect=self._connect_timeout_s)
         progress = _Progress()
         try:
-            async with self._http().post(self.url, data=form, timeout=timeout, trace_request_ctx=progress) as resp:
-                return resp.status, await resp.read()
+            # Literal-IP hosts never reach a resolver: decide them here (the connector checks every socket again).
+            self._guard.check_url(self.url, allow_http=self._allow_http)
+        except ForbiddenDestination as exc:
+            raise _CallFailed(f"forbidden destination: {exc.address} ({exc.reason})", sent=False) from None
+        except InvalidUrl as exc:
+            raise _CallFailed(f"invalid url: {exc}", sent=False) from None
+        try:
+            async with self._http().post(
+                self.url, data=form, timeout=timeout, trace_request_ctx=progress, allow_redirects=False
+            ) as resp:
+                return resp.status, await self._read_capped(resp)
         except TimeoutError:
             raise _CallFailed("timeout" if progress.sent else "connection timeout", sent=progress.sent) from None
         except (aiohttp.ClientError, OSError) as exc:
+            forbidden = forbidden_cause(exc)
+            if forbidden is not None:
+                raise _CallFailed(
+                    f"forbidden destination: {forbidden.address} ({forbidden.reason})", sent=False
+                ) from None
             what = "connection lost" if progress.sent else "connection failed"
             raise _CallFailed(f"{what}: {type(exc).__name__}: {exc}"[:300], sent=progress.sent) from None
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        if resp.content_length is not None and resp.content_length > self._max_reply:
+            resp.close()
+            raise _CallFailed(f"reply too large: {resp.content_length} bytes announced", sent=True)
+        body = bytearray()
+        async for chunk in resp.content.iter_chunked(65536):
+            body += chunk
+            if len(body) > self._max_reply:
+                resp.close()  # drop the rest unread: closing is cheaper than draining
+                raise _CallFailed(f"reply too large: over {self._max_reply} bytes", sent=True)
+        return bytes(body)
 
 
 def _submit_result(reply: _Reply, id_field: str) -> str | Refused | NotSent | Unknown | Any:
