@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     # header that is not one of them. Empty: the header is ignored and the TCP peer is the client.
     trusted_proxies: str = ""
     auth_cache_ttl_s: float = 5.0
+    # Key records (and unknown keys) cached per api process; the least recently used go first when it is full.
+    auth_cache_max_entries: int = 100_000
     catalog_refresh_s: float = 30.0
     # Group commit: concurrent `add` calls are coalesced into batches of at most this size.
     placement_batch_max: int = 256

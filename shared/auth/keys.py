@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 KEY_PREFIX = "pf_"
+# What `generate_key` makes: the prefix and 32 random bytes in URL-safe base64 (43 characters, no padding).
+_KEY_FORMAT = re.compile(r"pf_[A-Za-z0-9_-]{43}")
 PREFIX_LEN = 12  # "pf_" + 9 characters: enough to recognise a key in a list, useless to guess it
 # Every API action belongs to one scope; a key holds a subset.
 SCOPES = ("read", "orders", "webhooks")
@@ -34,6 +37,11 @@ ACTION_SCOPES = {
 
 def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def well_formed(key: str) -> bool:
+    """Whether `key` could be one of ours: anything else is refused without a lookup."""
+    return _KEY_FORMAT.fullmatch(key) is not None
 
 
 def hash_key(key: str) -> bytes:

@@ -1,6 +1,8 @@
 """Authentication and authorisation of API calls, with an in-process cache of key records.
 
-key -> SHA-256 -> cache (TTL `auth_cache_ttl_s`, unknown keys cached too) -> `shared.db.keys.find_by_hash`.
+key -> format check (a key that `generate_key` cannot have made is refused at once) -> SHA-256 -> cache (TTL
+`auth_cache_ttl_s`, unknown keys cached too, at most `auth_cache_max_entries`, least recently used out first) ->
+`shared.db.keys.find_by_hash`.
 `panelflow_auth` notifications (`account:<id>`) drop an account's entries at once, so a revoked key or a
 suspended account is refused within a moment; the TTL is the backstop when a notification is lost.
 """
@@ -11,12 +13,13 @@ import asyncio
 import hmac
 import ipaddress
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import asyncpg
 import structlog
 
-from shared.auth.keys import ACTION_SCOPES, hash_key
+from shared.auth.keys import ACTION_SCOPES, hash_key, well_formed
 from shared.db import keys as sql
 from shared.db.keys import KeyRecord
 from shared.errors import AccountSuspended, InvalidApiKey, IpNotAllowed, ScopeDenied
@@ -24,10 +27,6 @@ from shared.net.networks import Network, parse_networks
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-# Unknown keys are cached too; a flood of random keys must not grow the cache without bound.
-CACHE_MAX_ENTRIES = 100_000
-KEY_MAX_LEN = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +48,22 @@ class KeyCache:
         self._pool = pool
         self._settings = settings
         self._ttl = settings.auth_cache_ttl_s
-        self._entries: dict[bytes, _Entry] = {}
+        # Unknown keys are cached too: a flood of random well-formed keys must not grow the cache without bound, nor
+        # push out the keys in use (least recently used entries go first).
+        self._max_entries = max(1, settings.auth_cache_max_entries)
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._in_flight: dict[bytes, asyncio.Future[Caller | None]] = {}
         # Bumped by every invalidation: a lookup that started before it must not store its (stale) result.
         self._generation = 0
 
     async def authenticate(self, key: str | None) -> Caller:
         """The caller of `key`; `InvalidApiKey` for a missing, unknown or revoked key (one identical error)."""
-        if not key or len(key) > KEY_MAX_LEN:
+        if not key or not well_formed(key):
             raise InvalidApiKey()
         key_hash = hash_key(key)
         entry = self._entries.get(key_hash)
         if entry is not None and entry.expires > time.monotonic():
+            self._entries.move_to_end(key_hash)
             caller = entry.caller
         else:
             caller = await self._lookup(key_hash)
@@ -81,9 +84,10 @@ class KeyCache:
                 record = await sql.find_by_hash(conn, key_hash)
             caller = None if record is None else Caller(record, _networks(record))
             if generation == self._generation:
-                if len(self._entries) >= CACHE_MAX_ENTRIES:
-                    self._entries.clear()
                 self._entries[key_hash] = _Entry(caller, time.monotonic() + self._ttl)
+                self._entries.move_to_end(key_hash)
+                while len(self._entries) > self._max_entries:
+                    self._entries.popitem(last=False)
             future.set_result(caller)
             return caller
         except asyncio.CancelledError:

@@ -124,7 +124,7 @@ async def test_database_down_is_503_and_the_api_recovers(
                 await client.call(key, "balance"),
                 await client.call(key, "status", order=1),
                 await client.call(key, "add", request_id="during", **order),
-                await client.call("pf_not_cached_" + "x" * 30, "balance"),
+                await client.call("pf_" + "n" * 43, "balance"),  # well-formed, not cached: needs the database
                 await client.request("GET", "/readyz"),
             ):
                 assert (reply.status, reply.body) == (503, DOWN)
@@ -153,7 +153,7 @@ async def test_api_starts_without_a_database_and_answers_503(
     try:
         client = ApiClient(http, process.url)
         assert (await client.request("GET", "/readyz")).body == DOWN
-        reply = await client.call("pf_" + "k" * 40, "services")
+        reply = await client.call("pf_" + "k" * 43, "services")
         assert (reply.status, reply.body) == (503, DOWN)
         await asyncio.sleep(0)  # the process stays up
         assert process.alive()

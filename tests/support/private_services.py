@@ -246,12 +246,14 @@ class PrivateRabbit(_OwnedService):
 class PrivatePostgres(_OwnedService):
     """A Postgres cluster of our own: `initdb` into a temp dir (trust auth), a free port, a socket dir of its own."""
 
-    def __init__(self, start_timeout: float = 60.0) -> None:
+    def __init__(self, start_timeout: float = 60.0, server_settings: dict[str, str] | None = None) -> None:
+        """`server_settings`: extra `-c name=value` options, e.g. {"shared_preload_libraries": "pg_stat_statements"}."""
         bin_dir = _postgres_bin_dir()
         if bin_dir is None:
             _unavailable(f"initdb/pg_ctl not found under {POSTGRES_BIN_GLOB}: cannot run a private Postgres")
         self.bin_dir = bin_dir
         self.start_timeout = start_timeout
+        self.server_settings = dict(server_settings or {})
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pf-postgres-"))
         self.data = self.dir / "data"
@@ -304,6 +306,7 @@ class PrivatePostgres(_OwnedService):
             await self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
             self.initialised = True
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += "".join(f" -c {name}={value}" for name, value in self.server_settings.items())
         _live.add(self)
         self._started = True
         await self._run(
