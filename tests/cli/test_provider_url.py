@@ -30,7 +30,7 @@ async def test_provider_add_refuses_non_public_or_plain_http_urls(
 ) -> None:
     strict = settings.model_copy(update={"upstream_allow_http": False, "upstream_allowed_networks": ""})
     name = f"p-{uuid.uuid4().hex[:8]}"
-    result = run_cli(strict, "provider", "add", "--name", name, "--url", url, "--key", "k")
+    result = run_cli(strict, "provider", "add", "--name", name, "--url", url, "--key-file", "-", stdin="k")
     result.assert_user_error(says=f"--url refused: {says}")
     assert await pool.fetchval("SELECT count(*) FROM providers WHERE name = $1", name) == 0
 
@@ -38,7 +38,18 @@ async def test_provider_add_refuses_non_public_or_plain_http_urls(
 async def test_allowed_networks_let_a_development_provider_in(settings: Settings, pool: asyncpg.Pool) -> None:
     # The session's settings allow plain http to 127.0.0.0/8 (the simulator's network), as `make run` does.
     name = f"p-{uuid.uuid4().hex[:8]}"
-    result = run_cli(settings, "provider", "add", "--name", name, "--url", "http://127.0.0.1:8090/api/v2", "--key", "k")
+    result = run_cli(
+        settings,
+        "provider",
+        "add",
+        "--name",
+        name,
+        "--url",
+        "http://127.0.0.1:8090/api/v2",
+        "--key-file",
+        "-",
+        stdin="k",
+    )
     assert result.code == 0, result
     assert await pool.fetchval("SELECT url FROM providers WHERE id = $1", int(result.out)) == (
         "http://127.0.0.1:8090/api/v2"
