@@ -31,7 +31,7 @@ from chaos.evidence import gather, unsettled
 from chaos.load import Load
 from chaos.nemesis import CLASSES, Nemesis, schedule
 from chaos.receiver import Receiver
-from chaos.stack import KINDS, REPLICAS, Stack
+from chaos.stack import BALANCE, KINDS, REPLICAS, Stack
 from shared.logging import configure_logging
 from shared.settings import Settings
 from tests.support.processes import free_port
@@ -107,7 +107,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             evidence = await gather(conn, sim_stats)
         finally:
             await conn.close()
-        checks = audit(load.history, evidence, receiver.deliveries, idempotent_upstream=stack.idempotent)
+        owned: dict[int, list[int]] = {}
+        for order in evidence.orders:
+            owned.setdefault(order.account_id, []).append(order.id)
+        final = await load.final_reads(owned)
+        checks = audit(
+            load.history,
+            evidence,
+            receiver.deliveries,
+            final,
+            initial_balance=BALANCE,
+            idempotent_upstream=stack.idempotent,
+        )
         checks.append(
             Check(
                 "quiescence",

@@ -3,6 +3,7 @@ upstream. Pure: it takes the records and returns one result per check; `broken` 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from chaos.evidence import IN_FLIGHT, Evidence
-from chaos.load import History
+from chaos.load import FinalReads, History
 from chaos.receiver import Delivery
 from shared.domain.money import partial_refund
 
@@ -41,9 +42,16 @@ def _check(name: str, found: list[Any], note: str = "", *, breaks: bool = True) 
 
 
 def audit(
-    history: History, evidence: Evidence, deliveries: list[Delivery], *, idempotent_upstream: bool
+    history: History,
+    evidence: Evidence,
+    deliveries: list[Delivery],
+    final: FinalReads,
+    *,
+    initial_balance: Decimal,
+    idempotent_upstream: bool,
 ) -> list[Check]:
     return [
+        *client_checks(history, evidence, final, initial_balance),
         *orders_checks(history, evidence),
         *upstream_checks(evidence, idempotent_upstream=idempotent_upstream),
         *money_checks(evidence),
@@ -204,3 +212,50 @@ def webhook_checks(evidence: Evidence, deliveries: list[Delivery]) -> list[Check
 def _without_account(payload: dict[str, Any]) -> dict[str, Any]:
     """The body's `data` of an event: its payload without the routing field."""
     return {k: v for k, v in payload.items() if k != "account_id"}
+
+
+RANK = {"Pending": 0, "In progress": 1, "Processing": 1, "Completed": 2, "Partial": 2, "Canceled": 2}
+
+
+def client_checks(history: History, evidence: Evidence, final: FinalReads, initial: Decimal) -> list[Check]:
+    """What resellers saw: statuses that never go back, and books that balance from `status` alone."""
+    backwards = []
+    for order_id, seen in history.observed.items():
+        for before, after in itertools.pairwise(seen):
+            terminal_changed = RANK.get(before[0]) == 2 and before != after
+            if terminal_changed or RANK.get(after[0], -1) < RANK.get(before[0], -1):
+                backwards.append({"order": order_id, "seen": [before, after]})
+                break
+    owned: dict[int, list[int]] = defaultdict(list)
+    for o in evidence.orders:
+        owned[o.account_id].append(o.id)
+    books = []
+    for account_id, balance in sorted(final.balances.items()):
+        charges = [final.statuses.get(i, {}).get("charge") for i in owned.get(account_id, [])]
+        if any(c is None for c in charges):
+            books.append({"account": account_id, "problem": "an order's status had no charge"})
+            continue
+        spent = sum((Decimal(str(c)) for c in charges), Decimal(0))
+        if initial - spent != balance:
+            books.append(
+                {"account": account_id, "balance": str(balance), "initial_minus_charges": str(initial - spent)}
+            )
+    unread = sorted(set().union(*owned.values()) - set(final.statuses)) if owned else []
+    last_event: dict[int, str] = {}
+    for e in evidence.events:
+        if e.type == "order.status_changed" and e.order_id is not None:
+            last_event[e.order_id] = str(e.payload.get("status"))
+    disagree = [
+        {"order": i, "status": final.statuses[i].get("status"), "last_webhook_status": status}
+        for i, status in last_event.items()
+        if isinstance(final.statuses.get(i), dict) and final.statuses[i].get("status") != status
+    ]
+    return [
+        _check("status_went_back", backwards, "a polled status moved backwards, or a terminal one changed"),
+        _check(
+            "client_books",
+            books + ([{"unread_orders": unread[:EXAMPLES]}] if unread else []),
+            "each balance == initial - the sum of its orders' `status` charges (the contract's promise)",
+        ),
+        _check("final_status_vs_last_webhook", disagree, "`status` and the last order.status_changed disagree"),
+    ]

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -51,6 +52,8 @@ class History:
     # An acknowledged order that `status` called unknown (a read must never lose an order).
     status_not_found: list[dict[str, Any]] = field(default_factory=list)
     shed: int = 0  # placements skipped because too many were in flight
+    # What `status` said of each order, in the order the polls were answered: (status, charge).
+    observed: dict[int, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))
 
     def acknowledged(self) -> dict[int, Attempt]:
         return {order_id: a for a in self.attempts.values() for order_id in a.order_ids}
@@ -166,6 +169,8 @@ class Load:
                 entry = body.get(str(order_id))
                 if isinstance(entry, dict) and "error" in entry:
                     self.history.status_not_found.append({"order": order_id, "answer": entry})
+                elif isinstance(entry, dict):
+                    self.history.observed[order_id].append((str(entry.get("status")), str(entry.get("charge"))))
 
     async def run_until_stopped(self) -> None:
         """Start an order every 1/rate seconds until `stop()`; then let the ones in flight finish."""
@@ -196,6 +201,30 @@ class Load:
     def stop(self) -> None:
         self.stopping.set()
 
+    async def final_reads(self, orders: dict[int, list[int]]) -> FinalReads:
+        """Once quiet: each account's `balance`, and the `status` of every order of it, as its client sees them."""
+        reads = FinalReads()
+        async with aiohttp.ClientSession() as session:
+            self._session = session
+            for account in self.accounts:
+                ids = orders.get(account.id, [])
+                for start in range(0, len(ids), 100):
+                    chunk = ids[start : start + 100]
+                    status, body = await self._retrying(account, "status", orders=",".join(map(str, chunk)))
+                    if status == 200 and isinstance(body, dict):
+                        reads.statuses.update({int(k): v for k, v in body.items()})
+                status, body = await self._retrying(account, "balance")
+                if status == 200 and isinstance(body, dict) and "balance" in body:
+                    reads.balances[account.id] = Decimal(str(body["balance"]))
+        self._session = None
+        return reads
+
+
+@dataclass
+class FinalReads:
+    statuses: dict[int, Any] = field(default_factory=dict)  # order id -> its `status` entry
+    balances: dict[int, Decimal] = field(default_factory=dict)  # account id -> `balance`
+
 
 def _answer(status: int, body: Any, field_name: str) -> str:
     """A short label of a cancel/refill answer for the counts."""
@@ -208,10 +237,3 @@ def _answer(status: int, body: Any, field_name: str) -> str:
     if isinstance(entry, dict) and "error" in entry:
         return f"error: {entry['error']}"
     return "accepted"
-
-
-def by_account(history: History) -> dict[int, list[Attempt]]:
-    grouped: dict[int, list[Attempt]] = defaultdict(list)
-    for attempt in history.attempts.values():
-        grouped[attempt.account_id].append(attempt)
-    return grouped

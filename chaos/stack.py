@@ -33,6 +33,7 @@ SIM_KEY = "chaos-sim-key"
 KINDS = ("api", "worker", "webhooks")
 REPLICAS = 2
 RESTART_DELAY_S = 1.0
+BALANCE = Decimal("100000")  # each account's opening balance
 # Short schedules so that an outage of a few seconds is healed within the run's quiescence window.
 TUNING: dict[str, Any] = {
     "log_level": "INFO",
@@ -195,9 +196,7 @@ class Stack:
                 provider_service_id="1",
             )
             for n in range(accounts_n):
-                account_id = await accounts.create_account(
-                    conn, email=f"chaos-{n}@example.test", balance=Decimal("100000")
-                )
+                account_id = await accounts.create_account(conn, email=f"chaos-{n}@example.test", balance=BALANCE)
                 key = generate_key()
                 await keys.insert_key(
                     conn,
