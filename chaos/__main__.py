@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def settle(stack: Stack, timeout: float) -> tuple[bool, float, dict[str, int]]:
     """Wait until nothing is in flight any more (orders, refills, outbox, webhook deliveries)."""
     began = time.monotonic()
+    next_report = began + 30
     left: dict[str, int] = {}
     while time.monotonic() - began < timeout:
         try:
@@ -72,6 +73,9 @@ async def settle(stack: Stack, timeout: float) -> tuple[bool, float, dict[str, i
         if not left:
             await asyncio.sleep(2)  # deliveries recorded as sent have reached the receiver by now
             return True, round(time.monotonic() - began, 1), {}
+        if time.monotonic() >= next_report:
+            print(f"chaos: still in flight after {time.monotonic() - began:.0f} s: {left}", file=sys.stderr, flush=True)
+            next_report += 30
         await asyncio.sleep(2)
     return False, round(time.monotonic() - began, 1), left
 
@@ -93,12 +97,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"chaos: seed {args.seed}: {len(plan)} faults over {args.seconds:.0f} s", file=sys.stderr, flush=True)
         load_task = asyncio.create_task(load.run_until_stopped())
         await asyncio.gather(nemesis.run(plan), asyncio.sleep(args.seconds))
-        print("chaos: faults over; waiting for the stack to settle", file=sys.stderr, flush=True)
+        print("chaos: faults over; letting the orders in flight finish", file=sys.stderr, flush=True)
         await receiver.up()
         await nemesis.calm_upstream()
         healthy = await stack.all_healthy()
         load.stop()
         await load_task
+        print("chaos: load stopped; waiting for the stack to settle", file=sys.stderr, flush=True)
         settled, settle_s, left = await settle(stack, args.quiesce_s)
         assert stack.sim_control is not None
         sim_stats = await stack.sim_control.stats()
@@ -170,7 +175,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "received": len(receiver.deliveries),
                 "deliveries": evidence.deliveries,
             },
-            "processes": {"restarts": dict(stack.restarts), "unexpected_exits": stack.unexpected_exits},
+            "processes": {
+                "restarts": dict(stack.restarts),
+                "unexpected_exits": stack.unexpected_exits,
+                "liveness_kills": stack.liveness_kills,
+            },
             "checks": {c.name: c.public() for c in checks},
             "broken": [c.name for c in checks if c.broken],
             "fault_log": [vars(i) for i in nemesis.log],

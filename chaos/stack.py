@@ -33,6 +33,11 @@ SIM_KEY = "chaos-sim-key"
 KINDS = ("api", "worker", "webhooks")
 REPLICAS = 2
 RESTART_DELAY_S = 1.0
+# The liveness probe of deploy/k8s, a little quicker: /healthz every 5 s, 2 s timeout, killed after 3 failures.
+LIVENESS_PERIOD_S = 5.0
+LIVENESS_TIMEOUT_S = 2.0
+LIVENESS_FAILURES = 3
+LIVENESS_GRACE_S = 15.0
 BALANCE = Decimal("100000")  # each account's opening balance
 # Short schedules so that an outage of a few seconds is healed within the run's quiescence window.
 TUNING: dict[str, Any] = {
@@ -73,6 +78,7 @@ class Member:
     process: ManagedProcess
     health_url: str
     api_url: str | None = None
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def name(self) -> str:
@@ -107,6 +113,8 @@ class Stack:
     # Exits nobody asked for (not our kill -9): name, exit code, seconds into the run.
     unexpected_exits: list[dict[str, Any]] = field(default_factory=list)
     intended: set[str] = field(default_factory=set)
+    # Members killed because their liveness probe kept failing: name, seconds into the run.
+    liveness_kills: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
     _supervisor: asyncio.Task[None] | None = None
 
@@ -150,6 +158,7 @@ class Stack:
                 self.members.append(self._member(settings, kind, index))
         for member in self.members:
             member.process.start()
+            member.started = time.monotonic()
         for member in self.members:
             await member.process.wait_http(member.health_url, timeout=60)
         self._supervisor = asyncio.create_task(self._supervise())
@@ -224,7 +233,36 @@ class Stack:
     # --- the supervisor ------------------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        """Restart every member that is not running, as an orchestrator would (after a short delay)."""
+        """Restart every member that is not running, as an orchestrator would (after a short delay), and kill the
+        one whose liveness probe (`/healthz`) failed LIVENESS_FAILURES times in a row, as Kubernetes would."""
+        probes = asyncio.create_task(self._probe_liveness())
+        try:
+            await self._restart_dead()
+        finally:
+            probes.cancel()
+
+    async def _probe_liveness(self) -> None:
+        failures: Counter[str] = Counter()
+        async with aiohttp.ClientSession() as session:
+            while True:
+                await asyncio.sleep(LIVENESS_PERIOD_S)
+                for member in self.members:
+                    if not member.process.alive() or time.monotonic() - member.started < LIVENESS_GRACE_S:
+                        failures[member.name] = 0
+                        continue
+                    try:
+                        timeout = aiohttp.ClientTimeout(total=LIVENESS_TIMEOUT_S)
+                        async with session.get(member.health_url, timeout=timeout) as resp:
+                            ok = resp.status == 200
+                    except (aiohttp.ClientError, TimeoutError):
+                        ok = False
+                    failures[member.name] = 0 if ok else failures[member.name] + 1
+                    if failures[member.name] >= LIVENESS_FAILURES:
+                        self.liveness_kills.append({"process": member.name, "at_s": self.elapsed()})
+                        self.kill(member)
+                        failures[member.name] = 0
+
+    async def _restart_dead(self) -> None:
         while True:
             await asyncio.sleep(0.25)
             for member in self.members:
@@ -238,6 +276,7 @@ class Stack:
                     self.unexpected_exits.append({"process": member.name, "exit_code": code, "at_s": self.elapsed()})
                 await asyncio.sleep(RESTART_DELAY_S)
                 member.process.start()
+                member.started = time.monotonic()
                 self.restarts[member.kind] += 1
 
     def elapsed(self) -> float:
