@@ -5,6 +5,8 @@ burst of N, one call's worth coming back every 60/N s (no window edges where a c
 state (one theoretical arrival time per key) is kept in-process, or in Redis when `redis_url` is set (several
 api replicas share it then; the library updates it with one atomic script per call).
 A limit of 0 lifts that layer; `rate_limits_enabled=false` lifts all of them.
+While the store fails (Redis down or slower than REDIS_TIMEOUT_S), every layer lets calls through (fail open:
+availability over limits), `panelflow_ratelimit_store_up` is 0 and `panelflow_ratelimit_fail_open_total` counts them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from throttled.asyncio.rate_limiter import BaseRateLimiter
 from shared.db.keys import KeyRecord
 from shared.errors import RateLimited
 from shared.ingress.client_address import rate_limit_bucket
+from shared.observability import metrics
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -77,6 +80,8 @@ class RateLimiter:
         self._store = _store(settings) if self.enabled else None
         self._limiters: dict[int, BaseRateLimiter] = {}
         self._store_error_logged_at = 0.0
+        self._store_up = True
+        metrics.RATE_LIMIT_STORE_UP.set(1)
 
     async def close(self) -> None:
         """Nothing to release: the store's connections close with the process."""
@@ -97,16 +102,28 @@ class RateLimiter:
         try:
             result = await self._limiter(per_minute).limit(f"{layer}:{identifier}")
         except Exception as exc:
-            # A rate-limit store outage must not take the API down with it: let the call through.
-            now = time.monotonic()
-            if now - self._store_error_logged_at > STORE_ERROR_LOG_EVERY_S:
-                self._store_error_logged_at = now
-                log.error("rate_limit_store_failed", error=repr(exc))
+            # A rate-limit store outage must not take the API down with it: let the call through, and say so
+            # (the gauge, the counter, a log line every STORE_ERROR_LOG_EVERY_S).
+            self._store_failed(exc, layer)
             return LayerState(layer, per_minute, per_minute, time.time() + 60)
+        if not self._store_up:
+            self._store_up = True
+            metrics.RATE_LIMIT_STORE_UP.set(1)
+            log.warning("rate_limit_store_recovered")
         got = result.state
         if result.limited:
             raise RateLimitExceeded(LayerState(layer, per_minute, 0, time.time() + got.retry_after))
         return LayerState(layer, per_minute, got.remaining, time.time() + got.reset_after)
+
+    def _store_failed(self, exc: Exception, layer: str) -> None:
+        metrics.RATE_LIMIT_FAIL_OPEN.labels(layer=layer).inc()
+        if self._store_up:
+            self._store_up = False
+            metrics.RATE_LIMIT_STORE_UP.set(0)
+        now = time.monotonic()
+        if now - self._store_error_logged_at > STORE_ERROR_LOG_EVERY_S:
+            self._store_error_logged_at = now
+            log.error("rate_limit_store_failed", error=repr(exc), limits="off until the store answers again")
 
     async def check_ip(self, client_ip: str) -> LayerState | None:
         """Before authentication: the per-IP layer (IPv6: per network of `rate_limit_ipv6_prefix` bits). Raises

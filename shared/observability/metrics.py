@@ -38,6 +38,15 @@ API_LATENCY = Histogram(
 API_RATE_LIMITED = Counter(
     "panelflow_api_rate_limited_total", "Requests denied by a rate limit, by layer (ip, key, tier)", ["layer"]
 )
+RATE_LIMIT_STORE_UP = Gauge(
+    "panelflow_ratelimit_store_up",
+    "1 while the rate-limit store (Redis when PANELFLOW_REDIS_URL is set) answers, 0 while every limit is off",
+)
+RATE_LIMIT_FAIL_OPEN = Counter(
+    "panelflow_ratelimit_fail_open_total",
+    "Rate-limit checks let through unchecked because the store failed, by layer (ip, key, tier)",
+    ["layer"],
+)
 API_IDEMPOTENT_REPLAYS = Counter(
     "panelflow_api_idempotent_replays_total", "`add` calls answered with the order an earlier call created"
 )

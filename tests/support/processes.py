@@ -158,6 +158,11 @@ class ApiProcess(ManagedProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """Where this api serves its Prometheus metrics."""
+        return f"{self.url}/metrics"
+
     async def started(self) -> ApiProcess:
         self.start()
         await self.wait_http(self.url + "/healthz")
