@@ -124,6 +124,7 @@ class Stack:
 
     def settings(self) -> Settings:
         return Settings(
+            env="development",  # a throwaway stack: the development encryption keys
             database_url=self.database_url,
             amqp_url=self.rabbit.url,
             amqp_prefix="chaos",
