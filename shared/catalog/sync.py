@@ -6,6 +6,8 @@
   service of the provider is repriced; without one, new services get the default markup and existing ones keep
   the sell rate they have (an operator may have set it by hand).
 - Orders are never touched: each carries the rate and charge it was placed at.
+- A service whose sell rate charges less than the smallest unit (0.00001) for its minimum quantity is imported
+  but flagged (`charges_nothing`): orders too small to cost anything are refused; raise its rate.
 - One transaction, the provider's row locked; `panelflow_catalog` is notified so every api reloads its cache.
 """
 
@@ -19,7 +21,8 @@ from shared.crypto.secretbox import SecretBoxError, provider_key_box
 from shared.db import catalog
 from shared.db.catalog import ServiceRow, SyncedService
 from shared.db.types import Conn
-from shared.domain.money import quantize
+from shared.domain.money import charges_nothing, quantize
+from shared.domain.order_types import FLAT_TYPES
 from shared.settings import Settings
 from shared.upstream.client import ServicesReply, UpstreamClient
 
@@ -37,6 +40,8 @@ class SyncSummary:
     deactivated: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # upstream entries that cannot be sold
     below_cost: list[str] = field(default_factory=list)  # kept sell rate now below the new cost
+    # Sell rate charging less than the smallest unit for the minimum quantity: such small orders are refused.
+    charges_nothing: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (
@@ -83,6 +88,8 @@ def plan_sync(
         )
         if rate < synced.cost_rate:
             summary.below_cost.append(service.service)
+        if charges_nothing(rate, max(synced.min_quantity, 1), flat=synced.type in FLAT_TYPES):
+            summary.charges_nothing.append(service.service)
         if before is None:
             summary.added.append(service.service)
         elif before.active and _same(before, synced):

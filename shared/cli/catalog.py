@@ -30,7 +30,8 @@ from shared.cli.base import (
 )
 from shared.crypto.secretbox import SecretBox, SecretBoxError, provider_key_box
 from shared.db import catalog
-from shared.domain.order_types import ORDER_TYPES
+from shared.domain.money import MINIMUM_CHARGE, charges_nothing, smallest_payable_quantity
+from shared.domain.order_types import FLAT_TYPES, ORDER_TYPES
 from shared.net.guard import InvalidUrl
 from shared.settings import Settings
 
@@ -168,6 +169,14 @@ async def _add_service(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError("--provider and --provider-service go together")
     if args.dripfeed and args.type != "Default":
         raise CommandError("--dripfeed applies to Default services only")
+    flat = args.type in FLAT_TYPES
+    if charges_nothing(args.rate, max(args.min_quantity, 1), flat=flat):
+        least = smallest_payable_quantity(args.rate, flat=flat)
+        fix = "raise --rate" if least is None else f"raise --rate, or --min to at least {least}"
+        raise CommandError(
+            f"--rate {args.rate} would charge less than {MINIMUM_CHARGE} for --min {args.min_quantity} "
+            f"(every order costs at least {MINIMUM_CHARGE}): {fix}"
+        )
     async with database(settings) as conn:
         try:
             service_id = await catalog.add_service(

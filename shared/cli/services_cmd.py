@@ -7,6 +7,7 @@ import sys
 
 from shared.catalog.sync import SyncError, sync_provider
 from shared.cli.base import CommandError, Subparsers, command, database, group, non_negative_amount, positive_int
+from shared.domain.money import MINIMUM_CHARGE
 from shared.settings import Settings
 from shared.upstream.results import UpstreamError
 
@@ -41,4 +42,10 @@ async def _sync(args: argparse.Namespace, settings: Settings) -> int:
         )
     if summary.below_cost:
         print(f"warning: sell rate below cost for provider services {', '.join(summary.below_cost)}", file=sys.stderr)
+    if summary.charges_nothing:
+        print(
+            f"warning: sell rate charges less than {MINIMUM_CHARGE} for the minimum quantity of provider services "
+            f"{', '.join(summary.charges_nothing)}: orders below that are refused; raise the rate (--markup)",
+            file=sys.stderr,
+        )
     return 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 
 PLACES = Decimal("0.00001")
 ZERO = Decimal("0")
+# The smallest currency unit: no order costs less. One whose charge rounds to 0 is refused, never placed for free.
+MINIMUM_CHARGE = PLACES
 
 
 def quantize(amount: Decimal) -> Decimal:
@@ -17,6 +19,24 @@ def order_charge(rate: Decimal, charged_quantity: int, *, flat: bool) -> Decimal
     if flat:
         return quantize(rate)
     return quantize(rate * charged_quantity / 1000)
+
+
+def charges_nothing(rate: Decimal, charged_quantity: int, *, flat: bool) -> bool:
+    """Whether an order of this many units at this rate would cost less than MINIMUM_CHARGE (it rounds to 0)."""
+    return order_charge(rate, charged_quantity, flat=flat) < MINIMUM_CHARGE
+
+
+def smallest_payable_quantity(rate: Decimal, *, flat: bool) -> int | None:
+    """The fewest units that cost at least MINIMUM_CHARGE at `rate`; None when no quantity does."""
+    if flat:
+        return None if charges_nothing(rate, 1, flat=True) else 1
+    if rate <= 0:
+        return None
+    # rate x q / 1000 reaches half of the smallest unit, which rounds up to it: q >= 1000 x 0.000005 / rate.
+    quantity = max(1, int((1000 * MINIMUM_CHARGE / 2 / rate).to_integral_value(rounding=ROUND_CEILING)))
+    while charges_nothing(rate, quantity, flat=False):  # never taken for an exact decimal rate; cheap insurance
+        quantity += 1
+    return quantity
 
 
 def partial_refund(charge: Decimal, remains: int, quantity: int) -> Decimal:

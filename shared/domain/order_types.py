@@ -23,7 +23,7 @@ from shared.domain.bounds import (
     fits_numeric,
     parse_client_int,
 )
-from shared.domain.money import order_charge
+from shared.domain.money import MINIMUM_CHARGE, order_charge, smallest_payable_quantity
 from shared.errors import InvalidParameter, MissingParameter
 
 LINK_MAX = 1000
@@ -264,6 +264,8 @@ BUILDERS: dict[str, Callable[[_Reader, ServiceTerms], Built]] = {
     "Subscriptions": _subscriptions,
 }
 ORDER_TYPES = tuple(BUILDERS)
+# Types whose rate is the flat price of one order, whatever its quantity.
+FLAT_TYPES = frozenset({"Package", "Custom Comments Package"})
 
 
 def unstorable(draft: OrderDraft, request_id: str) -> str | None:
@@ -289,6 +291,14 @@ def unstorable(draft: OrderDraft, request_id: str) -> str | None:
     return None
 
 
+def too_small_message(rate: Decimal, *, flat: bool) -> str:
+    """Why an order whose charge rounds to 0 is refused (the contract: every order costs at least 0.00001)."""
+    least = smallest_payable_quantity(rate, flat=flat)
+    if least is None:
+        return f"This service cannot be ordered: its charge would be below {MINIMUM_CHARGE}"
+    return f"Quantity too small: the charge would be below {MINIMUM_CHARGE} (at least {least} units at this rate)"
+
+
 def draft_order(params: Mapping[str, str], terms: ServiceTerms, *, lines_max: int = 10_000) -> OrderDraft:
     """Validate `add`'s parameters against the service's type and terms, and price the order."""
     build = BUILDERS.get(terms.type)
@@ -301,6 +311,8 @@ def draft_order(params: Mapping[str, str], terms: ServiceTerms, *, lines_max: in
     charge = order_charge(terms.rate, units, flat=flat)
     if not fits_numeric(charge, CHARGE_PRECISION, CHARGE_SCALE):
         raise InvalidParameter("The order is too large: its charge is out of range")
+    if charge < MINIMUM_CHARGE:
+        raise InvalidParameter(too_small_message(terms.rate, flat=flat))
     return OrderDraft(
         service_id=terms.id,
         type=terms.type,

@@ -255,3 +255,27 @@ async def test_status_reports_charge_after_refunds(client: ApiClient, pool: asyn
     assert reply.body == {
         "charge": "0.675", "start_count": "3572", "status": "Partial", "remains": "250", "currency": "USD",
     }  # fmt: skip
+
+
+async def test_an_order_that_would_cost_nothing_is_refused_even_at_zero_balance(
+    client: ApiClient, pool: asyncpg.Pool
+) -> None:
+    cheap = await make_service(pool, rate="0.001", min_quantity=1, max_quantity=10_000)
+    account_id, key = await make_customer(pool, balance="0")
+    await wait_for_service(client, key, cheap)
+    reply = await client.call(key, "add", service=cheap, link=LINK, quantity=4, request_id=rid())  # 0.000004
+    assert (reply.status, reply.body) == (
+        400,
+        {"error": "Quantity too small: the charge would be below 0.00001 (at least 5 units at this rate)"},
+    )
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM orders WHERE account_id = $1", account_id) == 0
+    # The smallest payable order costs one smallest unit: at zero balance that is Insufficient balance, not free.
+    reply = await client.call(key, "add", service=cheap, link=LINK, quantity=5, request_id=rid())
+    assert (reply.status, reply.body) == (400, {"error": "Insufficient balance"})
+    funded_id, funded = await make_customer(pool, balance="0.00001")
+    reply = await client.call(funded, "add", service=cheap, link=LINK, quantity=5, request_id=rid())
+    assert reply.status == 200, reply
+    assert await balance_of(pool, funded_id) == Decimal("0")
+    assert await balance_of(pool, account_id) == Decimal("0")
+    assert await ledger_clean(pool)

@@ -80,3 +80,22 @@ def test_changed_terms_are_updates_and_duplicates_ignored() -> None:
     assert summary.added == ["4"]
     assert writes[0].max_quantity == 500
     assert writes[1].dripfeed is False  # drip-feed only exists for Default services
+
+
+def test_services_charging_nothing_for_their_minimum_are_flagged() -> None:
+    reply = ServicesReply(
+        [
+            upstream("1", "0.001", min=4),  # 0.001 x 4 / 1000 rounds to 0
+            upstream("2", "0.001", min=5),  # 0.00001: payable
+            upstream("3", "0", min=100),
+            upstream("4", "0.000004", type="Package", min=1),
+            upstream("5", "0.50", type="Package", min=0),
+        ]
+    )
+    writes, summary = plan_sync([], reply, markup_pct=Decimal(0), default_markup_pct=Decimal(20))
+    assert summary.charges_nothing == ["1", "3", "4"]
+    assert [w.provider_service_id for w in writes] == ["1", "2", "3", "4", "5"]  # imported, but flagged
+    # A markup lifting the sell rate above the line clears the flag.
+    _, summary = plan_sync([], ServicesReply([upstream("1", "0.001", min=4)]), markup_pct=Decimal(100),
+                           default_markup_pct=Decimal(20))  # fmt: skip
+    assert summary.charges_nothing == []

@@ -238,3 +238,19 @@ def test_unknown_command_and_unreachable_database(cli: Cli) -> None:
         says="cannot reach the database"
     )
     cli("ledger", "check", PANELFLOW_DB_POOL_MAX="many").assert_user_error(says="PANELFLOW_DB_POOL_MAX")
+
+
+async def test_a_service_charging_nothing_for_its_minimum_is_refused(cli: Cli, pool: asyncpg.Pool) -> None:
+    name = unique("cheap")
+    base = ["service", "add", "--name", name, "--type", "Default", "--max", "1000"]
+    cli(*base, "--rate", "0.001", "--min", "4").assert_user_error(
+        says="--rate 0.001 would charge less than 0.00001 for --min 4 (every order costs at least 0.00001): "
+        "raise --rate, or --min to at least 5"
+    )
+    cli(*base, "--rate", "0", "--min", "10").assert_user_error(says="raise --rate")
+    cli("service", "add", "--name", name, "--type", "Package", "--rate", "0", "--min", "1", "--max", "1"
+        ).assert_user_error(says="would charge less than 0.00001")  # fmt: skip
+    assert await pool.fetchval("SELECT count(*) FROM services WHERE name = $1", name) == 0
+    added = cli(*base, "--rate", "0.001", "--min", "5")
+    assert added.code == 0, added
+    assert await pool.fetchval("SELECT rate FROM services WHERE id = $1", int(added.out)) == Decimal("0.001")

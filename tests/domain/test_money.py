@@ -2,7 +2,16 @@ from decimal import Decimal
 
 import pytest
 
-from shared.domain.money import format_charge, format_money, order_charge, parse_amount, partial_refund
+from shared.domain.money import (
+    MINIMUM_CHARGE,
+    charges_nothing,
+    format_charge,
+    format_money,
+    order_charge,
+    parse_amount,
+    partial_refund,
+    smallest_payable_quantity,
+)
 
 
 def test_charge_is_rate_per_thousand_rounded_half_up_to_five_places() -> None:
@@ -45,3 +54,35 @@ def test_parse_amount_refuses_bad_amounts(text: str) -> None:
 
 def test_parse_amount_accepts_decimal_text() -> None:
     assert parse_amount(" 10.5 ") == Decimal("10.5")
+
+
+def test_the_smallest_payable_order_costs_one_smallest_unit() -> None:
+    assert Decimal("0.00001") == MINIMUM_CHARGE
+    # 0.001 x 4 / 1000 = 0.000004 rounds to 0: nothing; x 5 = 0.000005 rounds half-up to 0.00001.
+    assert charges_nothing(Decimal("0.001"), 4, flat=False)
+    assert not charges_nothing(Decimal("0.001"), 5, flat=False)
+    assert order_charge(Decimal("0.001"), 5, flat=False) == MINIMUM_CHARGE
+    assert charges_nothing(Decimal("0"), 10**9, flat=False)
+    assert charges_nothing(Decimal("0.000004"), 1, flat=True)
+    assert not charges_nothing(Decimal("0.000005"), 1, flat=True)
+
+
+@pytest.mark.parametrize(
+    ("rate", "flat", "least"),
+    [
+        ("0.001", False, 5),
+        ("0.90", False, 1),
+        ("0.00333", False, 2),  # 0.00333 x 1 / 1000 rounds to 0, x 2 = 0.00000666 to 0.00001
+        ("0.00001", False, 500),
+        ("0.00003", False, 167),  # 166 x 0.00003 / 1000 = 0.00000498: still 0
+        ("0", False, None),
+        ("0.5", True, 1),
+        ("0.000001", True, None),
+    ],
+)
+def test_smallest_payable_quantity(rate: str, flat: bool, least: int | None) -> None:
+    value = Decimal(rate)
+    assert smallest_payable_quantity(value, flat=flat) == least
+    if least is not None:
+        assert not charges_nothing(value, least, flat=flat)
+        assert least == 1 or charges_nothing(value, least - 1, flat=flat)

@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 
 from shared.domain.order_types import (
+    FLAT_TYPES,
     ORDER_PARAMS,
     ORDER_TYPES,
     ServiceTerms,
@@ -160,3 +161,24 @@ def test_fingerprint_bytes_never_change(params: dict[str, str]) -> None:
             ).encode()
         ).digest()
     )
+
+
+def test_an_order_whose_charge_rounds_to_zero_is_refused() -> None:
+    cheap = terms("Default", rate="0.001", low=1)
+    with pytest.raises(InvalidParameter) as refused:
+        draft_order({"link": LINK, "quantity": "4"}, cheap)  # 0.000004
+    assert (
+        refused.value.message == "Quantity too small: the charge would be below 0.00001 (at least 5 units at this rate)"
+    )
+    assert draft_order({"link": LINK, "quantity": "5"}, cheap).charge == Decimal("0.00001")
+    with pytest.raises(InvalidParameter, match=r"This service cannot be ordered: its charge would be below 0\.00001"):
+        draft_order({"link": LINK, "quantity": "100"}, terms("Default", rate="0"))
+    with pytest.raises(InvalidParameter, match="cannot be ordered"):
+        draft_order({"link": LINK}, terms("Package", rate="0.000004"))
+
+
+def test_flat_types_are_those_charging_the_rate_whatever_the_quantity() -> None:
+    for type_ in ORDER_TYPES:
+        params, _units, _charge = VALID[type_]
+        flat = draft_order(params, terms(type_)).charge == Decimal("1.00")  # per 1000 units would be far less
+        assert (type_ in FLAT_TYPES) == flat, type_
