@@ -179,6 +179,10 @@ class Settings(BaseSettings):
     webhook_endpoint_rate_per_s: float = 50.0
     # A claimed delivery is leased this long; a dispatcher killed mid-send loses it and another retries.
     webhook_lease_s: float = 60.0
+    # Attempts of one delivery per run (a replay starts a new run) at most, however they end: a delivery leased
+    # more often (its results never recorded) fails instead of being sent again. Above the retry schedule's
+    # length + 1, or deliveries fail before the schedule ends.
+    webhook_max_attempts: int = 20
     webhook_poll_s: float = 0.25
     webhook_claim_batch: int = 200
     # Requests in flight per dispatcher process, all endpoints together.

@@ -44,6 +44,8 @@ class Lease:
     token: uuid.UUID
     # The correlation id of the api request the event stems from (kept with the event), for the log lines.
     correlation_id: str | None = None
+    # Attempts of this run (since the delivery was queued or replayed), this one included (migration 013).
+    run_attempt: int = 1
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,8 @@ async def replay(
                OR EXISTS (SELECT 1 FROM webhook_deliveries x WHERE x.endpoint_id = e.id AND x.event_id = ev.id))
         FOR KEY SHARE OF ev
         ON CONFLICT (endpoint_id, event_id) DO UPDATE
-            SET status = 'pending', step = 0, next_attempt_at = now(), lease_token = NULL, updated_at = now()
+            SET status = 'pending', step = 0, run_attempts = 0, next_attempt_at = now(), lease_token = NULL,
+                updated_at = now()
             WHERE webhook_deliveries.status <> 'pending'
         """,
         endpoint_id,

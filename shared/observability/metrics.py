@@ -122,7 +122,7 @@ REFUNDS = Counter("panelflow_worker_refunds_total", "Refunds paid (Partial, Canc
 # --- webhooks -----------------------------------------------------------------------------------------------------
 WEBHOOK_DELIVERIES = Counter(
     "panelflow_webhook_deliveries_total",
-    "Webhook delivery attempts by outcome (succeeded, retry, failed, gone, error)",
+    "Webhook delivery attempts by outcome (succeeded, retry, failed, gone, error, capped)",
     ["outcome"],
 )
 WEBHOOK_LATENCY = Histogram(

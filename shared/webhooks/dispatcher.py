@@ -27,7 +27,7 @@ from shared.settings import Settings
 from shared.supervisor import Beat, stall_after, supervise
 from shared.webhooks.batching import GroupCommit
 from shared.webhooks.recording import Outcome, record_round, unstorable
-from shared.webhooks.schedule import decide
+from shared.webhooks.schedule import Decision, Verdict, decide
 from shared.webhooks.secretbox import SecretBox
 from shared.webhooks.sender import AttemptResult, message_body, send
 
@@ -120,7 +120,8 @@ class Dispatcher:
     async def _claim_and_start(self, limit: int) -> int:
         leases = await self.claim(limit)
         for lease in leases:
-            task = asyncio.create_task(self._deliver(lease))
+            capped = lease.run_attempt > self.settings.webhook_max_attempts
+            task = asyncio.create_task(self._give_up(lease) if capped else self._deliver(lease))
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
         return len(leases)
@@ -176,6 +177,18 @@ class Dispatcher:
             log.exception("webhook_delivery_error", **_context(lease))
             if not recorded:
                 await self._record_failure(lease, exc)
+
+    async def _give_up(self, lease: db.Lease) -> None:
+        """A delivery leased more than `webhook_max_attempts` times in its run: failed, not sent again."""
+        _delivered("capped").inc()
+        log.warning("webhook_attempts_capped", **_context(lease), run_attempt=lease.run_attempt)
+        result = AttemptResult(
+            None, 0, error=f"not sent: over webhook_max_attempts ({self.settings.webhook_max_attempts})"
+        )
+        try:
+            await self._recorder.submit(Outcome(lease, result, Decision(Verdict.FAILED, step=lease.step)))
+        except Exception:
+            log.exception("webhook_failure_unrecorded", **_context(lease))
 
     async def _record_failure(self, lease: db.Lease, exc: Exception) -> None:
         """An attempt that broke in our code counts as a failed attempt, on the retry schedule: never a lease

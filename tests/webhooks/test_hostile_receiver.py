@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from shared.db import webhooks as webhooks_db
 from shared.net.guard import AddressGuard
 from shared.settings import Settings
 from shared.webhooks.dispatcher import Dispatcher
@@ -94,3 +95,39 @@ async def test_a_result_the_database_refuses_is_recorded_on_its_own(
     assert logged["error"] == "the attempt's result could not be stored (DataError)"
     assert [r["status"] for r in await deliveries(pool, other_id)] == ["succeeded"]
     assert [r["latency_ms"] for r in await attempts(pool, other_id)] == [12]
+
+
+async def test_a_delivery_leased_again_and_again_is_capped_and_a_replay_starts_a_new_run(
+    pool: asyncpg.Pool, wh_settings: Settings, account: int, receiver: Receiver, dispatchers: Any
+) -> None:
+    endpoint_id, _ = await register(pool, wh_settings, account_id=account, url=receiver.url())
+    event_id = await emit(pool, account_id=account)
+    # A dispatcher that dies in the middle of each attempt: the delivery is leased, nothing is ever recorded.
+    dying = Dispatcher(
+        wh_settings.model_copy(update={"webhook_lease_s": 0.05}),
+        pool,
+        AddressGuard(wh_settings.webhooks_allowed_networks),
+    )
+    try:
+        for _ in range(3):
+
+            async def leased() -> bool:
+                return bool(await dying.claim(10))
+
+            await wait_until(leased, timeout=5)
+    finally:
+        await dying.stop(grace_s=0.1)
+
+    await dispatchers(webhook_max_attempts=3)
+    await wait_until(lambda: _status(pool, endpoint_id, "failed"), timeout=10)
+    assert receiver.hits == []  # over the cap: not sent again
+    [row] = await deliveries(pool, endpoint_id)
+    assert row["attempts"] == 4
+    assert [r["error"] for r in await attempts(pool, endpoint_id)] == ["not sent: over webhook_max_attempts (3)"]
+
+    async with pool.acquire() as conn:
+        assert await webhooks_db.replay(
+            conn, endpoint_id=endpoint_id, account_id=account, event_id=event_id, since=None
+        )
+    await wait_until(lambda: _status(pool, endpoint_id, "succeeded"), timeout=10)
+    assert len(receiver.hits) == 1
