@@ -14,6 +14,11 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # A connection the server dropped, met before asyncpg noticed: "connection is closed", "released back to the
+    # pool", or a protocol state error such as "another operation is in progress" on a connection whose
+    # server's FATAL was read but whose socket had not closed yet. During an outage these are the outage.
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 

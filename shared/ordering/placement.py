@@ -48,6 +48,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
 )
+# A connection found dead when taken from the pool is replaced at most this often in all.
+_ACQUIRE_ATTEMPTS = 2
 # A batch whose connection turns out dead is retried on another connection at most this often in all.
 _LOST_CONNECTION_ATTEMPTS = 3
 # A request re-run alone is re-run at most this often (a winner that vanishes again and again is a bug).
@@ -233,15 +235,28 @@ class Placer:
             return
 
     async def _acquire(self) -> PoolConnectionProxy:
-        conn: PoolConnectionProxy = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
-        if self._on_placed is not None:
+        """A pooled connection of this batch slot alone (set up to skip the outbox NOTIFY when a relay is next
+        door). One the server dropped while it idled in the pool is replaced once; ConnectionError after that."""
+        for attempt in range(1, _ACQUIRE_ATTEMPTS + 1):
+            conn: PoolConnectionProxy = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+            if self._on_placed is None:
+                return conn
             try:
                 # Session-wide until the pool resets the connection (RESET ALL) when the placer gives it back.
                 await conn.execute(sql.SKIP_OUTBOX_NOTIFY)
+            except (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError) as exc:
+                # A database restart terminates idle pooled connections: asyncpg may hand one out after reading
+                # the server's FATAL but before seeing the socket close ("cannot switch to state 15; another
+                # operation (2) is in progress": 2 is the state of consuming that error). It is broken, not busy.
+                await self._discard(conn)
+                if attempt == _ACQUIRE_ATTEMPTS:
+                    raise ConnectionError("the database connection was lost") from exc
             except BaseException:
                 await self._discard(conn)
                 raise
-        return conn
+            else:
+                return conn
+        raise AssertionError("unreachable")
 
     async def _discard(self, conn: PoolConnectionProxy) -> None:
         # Terminating hands the connection back to the pool (which replaces it); a detached proxy is back already.
