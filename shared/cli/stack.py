@@ -1,7 +1,10 @@
 """Run panelflow's processes together for development and demos (`make run`, `make up`, `make down`).
 
 `python -m shared.cli.stack run`   all processes in the foreground, output prefixed by process name (and kept in
-                                   `.run/<name>.log`); Ctrl-C or SIGTERM stops them all; one dying stops the rest.
+                                   `.run/<name>.log`); Ctrl-C or SIGTERM stops them all. One that dies is started
+                                   again (the others keep running), as an orchestrator would: after 0.5 s, doubling
+                                   to 30 s while it keeps dying within `FAST_CRASH_S`; after `FAST_CRASHES` such
+                                   deaths in a row the stack gives up and stops, saying which process and why.
                                    Once the api answers it prints how to call it and places one demo order itself,
                                    printing each status it passes through (`--no-demo-order` leaves that out).
 `python -m shared.cli.stack up`    the same in the background; returns once the api answers `/healthz`, then
@@ -39,6 +42,12 @@ from shared.settings import Settings
 RUN_DIR = Path(".run")
 STOP_TIMEOUT_S = 20.0
 READY_TIMEOUT_S = 60.0
+# A process that dies is restarted after RESTART_BASE_S, doubling up to RESTART_MAX_S while it keeps dying
+# within FAST_CRASH_S of its start; FAST_CRASHES such deaths in a row and the stack gives up.
+RESTART_BASE_S = 0.5
+RESTART_MAX_S = 30.0
+FAST_CRASH_S = 10.0
+FAST_CRASHES = 5
 
 
 @dataclass(frozen=True)
@@ -153,44 +162,77 @@ class Stack:
         self.children: dict[str, asyncio.subprocess.Process] = {}
         self.width = max(len(p.name) for p in processes)
         self.stopping = asyncio.Event()
+        self.gave_up = asyncio.Event()
+        self._env: dict[str, str] = {}
+        self._pumps: list[asyncio.Task[None]] = []
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
         # A local development stack: development keys unless the caller says otherwise (make sets it too).
-        env = local_upstream_env(
+        self._env = local_upstream_env(
             local_webhook_env({"PANELFLOW_ENV": "development", **os.environ, "PYTHONUNBUFFERED": "1"})
         )
-        pumps = []
         for process in self.processes:
-            # A session of its own: Ctrl-C reaches only us, and we stop the children in order.
-            child = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", process.module, *process.args,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                env=env, start_new_session=True,
-            )  # fmt: skip
-            self.children[process.name] = child
-            (RUN_DIR / f"{process.name}.pid").write_text(f"{child.pid}\n")
-            pumps.append(asyncio.create_task(self._pump(process.name, child)))
+            await self._start(process)
         self._say(f"started {', '.join(f'{n} (pid {c.pid})' for n, c in self.children.items())}")
-        exited = [asyncio.create_task(self._exited(name, child)) for name, child in self.children.items()]
+        keepers = [asyncio.create_task(self._keep_running(process)) for process in self.processes]
         banner_task = asyncio.create_task(self._banner()) if self.show_banner or self.demo_order else None
         stop = asyncio.create_task(self.stopping.wait())
-        done, _ = await asyncio.wait([stop, *exited], return_when=asyncio.FIRST_COMPLETED)
-        status = 0 if stop in done else 1
+        gave_up = asyncio.create_task(self.gave_up.wait())
+        await asyncio.wait([stop, gave_up], return_when=asyncio.FIRST_COMPLETED)
+        status = 1 if self.gave_up.is_set() else 0
         if banner_task is not None:
             banner_task.cancel()
         await self._stop_all()
-        await asyncio.gather(*pumps, return_exceptions=True)
-        for task in (stop, *exited):
+        for task in (stop, gave_up, *keepers):
             task.cancel()
+        await asyncio.gather(*self._pumps, *keepers, return_exceptions=True)
         return status
 
-    async def _exited(self, name: str, child: asyncio.subprocess.Process) -> None:
-        code = await child.wait()
-        if not self.stopping.is_set():
-            self._say(f"{name} exited with status {code}: stopping the stack (its output: .run/{name}.log)")
+    async def _start(self, process: Process) -> asyncio.subprocess.Process:
+        # A session of its own: Ctrl-C reaches only us, and we stop the children in order.
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", process.module, *process.args,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env=self._env, start_new_session=True,
+        )  # fmt: skip
+        self.children[process.name] = child
+        (RUN_DIR / f"{process.name}.pid").write_text(f"{child.pid}\n")
+        self._pumps.append(asyncio.create_task(self._pump(process.name, child)))
+        return child
+
+    async def _keep_running(self, process: Process) -> None:
+        """Restart `process` whenever it dies on its own, as an orchestrator would; give up on a crash loop."""
+        name = process.name
+        fast_crashes = 0
+        while True:
+            child = self.children[name]
+            started = time.monotonic()
+            code = await child.wait()
+            if self.stopping.is_set():
+                return
+            fast_crashes = fast_crashes + 1 if time.monotonic() - started < FAST_CRASH_S else 0
+            if fast_crashes >= FAST_CRASHES:
+                self._say(
+                    f"{name} exited with status {code}, {fast_crashes} times in a row within {FAST_CRASH_S:.0f} s"
+                    f" of starting: giving up and stopping the stack (its output: .run/{name}.log)"
+                )
+                self.gave_up.set()
+                return
+            delay = min(RESTART_MAX_S, RESTART_BASE_S * 2 ** max(0, fast_crashes - 1))
+            self._say(f"{name} exited with status {code}: restarting it in {delay:g} s (its output: .run/{name}.log)")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
+            if self.stopping.is_set():
+                return
+            child = await self._start(process)
+            if self.stopping.is_set():  # stopped while it was starting: _stop_all may not have seen it
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGTERM)
+                return
+            self._say(f"{name} restarted (pid {child.pid})")
 
     async def _stop_all(self) -> None:
         self.stopping.set()

@@ -4,6 +4,7 @@ receiver prints the signed deliveries of its status changes; SIGTERM stops every
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -103,3 +104,70 @@ def test_make_run_demo_order_goes_to_completed_and_the_receiver_verifies_its_web
     assert code == 0, out.read_text()[-4000:]
     assert not list(run.glob("*.pid"))
     assert [name for name, pid in pids.items() if pid_alive(pid)] == []
+
+
+def test_a_process_killed_in_the_stack_is_restarted_and_the_others_keep_running(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    assert run_cli(stack_settings, "migrate").code == 0
+    run = tmp_path / ".run"
+    out = tmp_path / "stack.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli.stack", "run", "--no-banner", "--no-demo-order"],
+            cwd=tmp_path,
+            env=settings_env(stack_settings),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(out, r"^worker +\|.*worker_started", proc)
+        before = {p.stem: int(p.read_text()) for p in run.glob("*.pid")}
+        assert set(before) == {"api", "worker", "webhooks", "provider-sim"}
+
+        os.kill(before["worker"], signal.SIGKILL)
+        wait_for(out, r"^stack +\| worker exited with status -9: restarting it in", proc)
+        restarted = int(wait_for(out, r"^stack +\| worker restarted \(pid (\d+)\)", proc)[1])
+        wait_for(out, r"^worker +\|.*worker_started(?s:.*)^worker +\|.*worker_started", proc)  # the new one is up
+        after = {p.stem: int(p.read_text()) for p in run.glob("*.pid")}
+        assert after["worker"] == restarted != before["worker"]
+        assert pid_alive(restarted)
+        assert {k: v for k, v in after.items() if k != "worker"} == {k: v for k, v in before.items() if k != "worker"}
+        assert all(pid_alive(pid) for name, pid in before.items() if name != "worker")
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=40)
+    assert code == 0, out.read_text()[-4000:]
+    assert [name for name, pid in after.items() if pid_alive(pid)] == []
+
+
+def test_a_process_that_keeps_crashing_at_start_makes_the_stack_give_up_saying_so(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    # In production the webhook key is required at start: the webhooks process (and the api) exit at once.
+    env = {**settings_env(stack_settings), "PANELFLOW_ENV": "production"}
+    env.pop("PANELFLOW_WEBHOOK_SECRET_KEY", None)
+    out = tmp_path / "stack.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli.stack", "run", "--no-banner", "--no-demo-order"],
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.read_text()
+    assert code == 1, text[-4000:]
+    assert re.search(r"^stack +\| \S+ exited with status 1: restarting it in 0\.5 s", text, re.MULTILINE), text[-4000:]
+    assert re.search(
+        r"^stack +\| \S+ exited with status \d+, 5 times in a row within 10 s of starting: giving up",
+        text,
+        re.MULTILINE,
+    ), text[-4000:]
+    assert not list((tmp_path / ".run").glob("*.pid"))
