@@ -36,6 +36,7 @@ class Submission:
     provider_id: int | None
     provider_service_id: str | None
     created_us: int
+    idempotent: bool  # the provider honours request_id: an unknown outcome is resolved by sending it again
 
 
 _CLAIM_SUBMISSION = """
@@ -43,14 +44,15 @@ WITH picked AS ({picked}),
 claimed AS (
     UPDATE orders o
     SET status = 'submitting', submit_attempts = o.submit_attempts + 1, submit_started_at = now(),
-        updated_at = now()
+        submit_unsent_attempt = o.submit_attempts + 1, updated_at = now()
     FROM picked WHERE o.id = picked.id
     RETURNING o.id, o.account_id, o.type, o.link, o.quantity, o.params, o.submit_attempts, o.correlation_id,
               o.service_id, o.created_at
 )
 SELECT c.id, c.account_id, c.type, c.link, c.quantity, c.params, c.submit_attempts AS attempt, c.correlation_id,
-       s.provider_id, s.provider_service_id, (extract(epoch FROM c.created_at) * 1000000)::bigint AS created_us
-FROM claimed c JOIN services s ON s.id = c.service_id
+       s.provider_id, s.provider_service_id, (extract(epoch FROM c.created_at) * 1000000)::bigint AS created_us,
+       coalesce(p.idempotent, false) AS idempotent
+FROM claimed c JOIN services s ON s.id = c.service_id LEFT JOIN providers p ON p.id = s.provider_id
 ORDER BY c.id
 """
 
@@ -193,26 +195,6 @@ async def mark_parked(conn: Conn, *, order_id: int, error: str) -> None:
         order_id,
         error,
     )
-
-
-async def park_stale_submissions(conn: Conn, *, older_than_s: float, limit: int) -> list[int]:
-    """'submitting' rows whose worker died mid-call → 'unknown' (the upstream may have the order)."""
-    rows = await conn.fetch(
-        """
-        WITH stale AS (
-            SELECT id FROM orders
-            WHERE status = 'submitting' AND submit_started_at < now() - make_interval(secs => $1)
-            ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
-        )
-        UPDATE orders o SET status = 'unknown', next_attempt_at = NULL, updated_at = now(),
-                            last_error = 'worker stopped during the upstream call: outcome unknown'
-        FROM stale WHERE o.id = stale.id
-        RETURNING o.id
-        """,
-        older_than_s,
-        limit,
-    )
-    return [r["id"] for r in rows]
 
 
 # --- status polling --------------------------------------------------------------------------------------

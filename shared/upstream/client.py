@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import SimpleNamespace
@@ -56,20 +56,41 @@ PROVIDER_ID_MAX = 128
 _TURNED_AWAY = frozenset({401, 403, 429})
 
 
+# Awaited once the connection is up, just before the request is written: None lets it go out, a reason stops it
+# (the call then fails as not sent). The worker commits its "about to send" mark here (shared.worker.sending).
+BeforeSend = Callable[[], Awaitable[str | None]]
+
+
 class _Progress:
-    """Set by the trace signal once the request's first bytes may have been written to the socket."""
+    """`sent` is set by the trace signal once the request's first bytes may have been written to the socket."""
 
-    __slots__ = ("sent",)
+    __slots__ = ("before_send", "sent")
 
-    def __init__(self) -> None:
+    def __init__(self, before_send: BeforeSend | None = None) -> None:
+        self.before_send = before_send
         self.sent = False
+
+
+class _Withheld(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 async def _on_headers_sent(
     _session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: aiohttp.TraceRequestHeadersSentParams
 ) -> None:
-    if isinstance(ctx.trace_request_ctx, _Progress):
-        ctx.trace_request_ctx.sent = True
+    # aiohttp sends this signal after the connection was made and BEFORE it writes the request's headers (the
+    # body follows them): until here not one byte of the request has gone out. A connection that failed
+    # (refused, unreachable, connect timeout) never gets here.
+    progress = ctx.trace_request_ctx
+    if not isinstance(progress, _Progress):
+        return
+    if not progress.sent and progress.before_send is not None:  # once: a redirect sends again, already started
+        reason = await progress.before_send()
+        if reason is not None:
+            raise _Withheld(reason)
+    progress.sent = True
 
 
 class _CallFailed(Exception):
@@ -138,10 +159,11 @@ class UpstreamClient:
 
     # --- the calls -------------------------------------------------------------------------------------------
 
-    async def add(self, params: Mapping[str, str | int]) -> AddResult:
-        """Place one order upstream. Never raises for upstream trouble; never retries."""
+    async def add(self, params: Mapping[str, str | int], *, before_send: BeforeSend | None = None) -> AddResult:
+        """Place one order upstream. Never raises for upstream trouble; never retries. `before_send` is awaited
+        just before the request is written (see `BeforeSend`)."""
         try:
-            reply = await self._exchange("add", params)
+            reply = await self._exchange("add", params, before_send)
         except _CallFailed as failed:
             return Unknown(failed.reason) if failed.sent else NotSent(failed.reason)
         result = _submit_result(reply, "order")
@@ -237,7 +259,9 @@ class UpstreamClient:
             raise UpstreamBadReply(f"{action}: http {reply.status}")
         return reply.body
 
-    async def _exchange(self, action: str, params: Mapping[str, str | int]) -> _Reply:
+    async def _exchange(
+        self, action: str, params: Mapping[str, str | int], before_send: BeforeSend | None = None
+    ) -> _Reply:
         """One HTTP call. Returns a parsed JSON answer below 500; raises `_CallFailed` saying if it was sent."""
         was_probe = self.breaker.state is not BreakerState.CLOSED
         if not self.breaker.allow():
@@ -254,7 +278,12 @@ class UpstreamClient:
             except TimeoutError:
                 raise _CallFailed("no free connection slot in time", sent=False) from None
             try:
-                status, raw = await self._post(action, params, deadline - loop.time())
+                remaining = deadline - loop.time()
+                if remaining < self._timeout_s / 2:
+                    # The wait for a slot ate most of the budget: a request sent now would likely time out after
+                    # going out (an unknown outcome). Not sending it is always safe; the caller retries later.
+                    raise _CallFailed("no free connection slot in time (too little time left to send)", sent=False)
+                status, raw = await self._post(action, params, remaining, before_send)
             finally:
                 self._slots.release()
             if status >= 500:
@@ -292,12 +321,14 @@ class UpstreamClient:
             metrics.UPSTREAM_LATENCY.labels(provider=self._label, action=action).observe(loop.time() - started)
             metrics.set_breaker_state(self._label, self.breaker.state)
 
-    async def _post(self, action: str, params: Mapping[str, str | int], remaining_s: float) -> tuple[int, bytes]:
+    async def _post(
+        self, action: str, params: Mapping[str, str | int], remaining_s: float, before_send: BeforeSend | None
+    ) -> tuple[int, bytes]:
         form = {name: str(value) for name, value in params.items()}
         form["key"] = self._key
         form["action"] = action
         timeout = aiohttp.ClientTimeout(total=max(remaining_s, 0.001), sock_connect=self._connect_timeout_s)
-        progress = _Progress()
+        progress = _Progress(before_send)
         try:
             # Literal-IP hosts never reach a resolver: decide them here (the connector checks every socket again).
             self._guard.check_url(self.url, allow_http=self._allow_http)
@@ -310,6 +341,8 @@ class UpstreamClient:
                 self.url, data=form, timeout=timeout, trace_request_ctx=progress, allow_redirects=False
             ) as resp:
                 return resp.status, await self._read_capped(resp)
+        except _Withheld as withheld:
+            raise _CallFailed(withheld.reason, sent=False) from None
         except TimeoutError:
             raise _CallFailed("timeout" if progress.sent else "connection timeout", sent=progress.sent) from None
         except (aiohttp.ClientError, OSError) as exc:

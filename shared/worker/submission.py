@@ -1,11 +1,14 @@
 """Submission: buy each placed order from its upstream exactly once.
 
 1. Claim: the still-pending orders become 'submitting' and that is COMMITTED before any upstream call, so a
-   crash from here on can never lead to a second `add` (the sweeper parks such rows, never re-queues them).
-2. Call the upstream `add` for each claimed order, concurrently.
-3. Record every classified answer in one transaction:
+   crash from here on can never lead to an unguarded second `add` (see the sweeper).
+2. Call the upstream `add` for each claimed order, concurrently; just before each request is written, its
+   "about to send" mark is committed (`shared.worker.sending`): a claim without it was provably never sent.
+3. Record every classified answer in one transaction (retried while the database is unavailable: the answers
+   are known, only the database is missing):
    accepted → 'in_progress' + capture + event; refused → 'canceled' + full refund + events;
-   out of funds / not sent → 'pending' with backoff (the sweeper retries); unknown → parked ('unknown').
+   out of funds / not sent → 'pending' with backoff (the sweeper retries); unknown → 'pending' with backoff
+   when the provider honours request_id (the retry sends the same id, so it buys nothing twice), else parked.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from shared.failpoints import Failpoints
 from shared.observability import metrics
 from shared.settings import Settings
 from shared.upstream.results import Accepted, AddResult, NotSent, OutOfFunds, Refused, Unknown
+from shared.worker.sending import DATABASE_UNAVAILABLE, SendMarks
 from shared.worker.settlement import Settlement
 from shared.worker.tx import in_transaction
 from shared.worker.upstreams import UnknownProvider, Upstreams
@@ -44,6 +48,7 @@ class Submitter:
         self._failpoints = failpoints
         self._retry = RetrySchedule(base_s=settings.worker_retry_base_s, max_s=settings.worker_retry_max_s)
         self._poll = poll_schedule(settings)
+        self._marks = SendMarks(pool)
 
     async def submit_named(self, order_ids: Sequence[int]) -> int:
         """Submit the orders named by `order.placed` messages that are still pending; returns how many."""
@@ -79,12 +84,34 @@ class Submitter:
         self._failpoints.hit("worker.after_claim")
         answers = await asyncio.gather(*(self._add(s) for s in claimed))
         self._failpoints.hit("worker.before_record")
+        await self._record_answers(claimed, answers)
+        return len(claimed)
+
+    async def _record_answers(self, claimed: list[sql.Submission], answers: list[AddResult]) -> None:
+        """Record the answers; while the database is unavailable, keep them and try again (up to
+        `worker_submitting_timeout_s`): an order the upstream accepted is then recorded as bought, not left for
+        the sweeper to take for one whose worker stopped."""
 
         async def record(conn: Conn) -> None:
             await self._record(conn, claimed, answers)
 
-        await in_transaction(self._pool, record)
-        return len(claimed)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.worker_submitting_timeout_s
+        delay = 0.2
+        while True:
+            try:
+                await in_transaction(self._pool, record)
+                return
+            except DATABASE_UNAVAILABLE as exc:
+                outcomes = {s.id: _answer_text(a) for s, a in zip(claimed, answers, strict=True)}
+                if loop.time() + delay > deadline:
+                    # The sweeper will find these claims stale; this line keeps what the upstream said (e.g. the
+                    # provider order id of an accepted one, for `panelflow orders resolve --provider-order`).
+                    log.error("order_answers_unrecorded", reason=_unavailable(exc), answers=outcomes)
+                    raise
+                log.error("order_answers_record_retry", reason=_unavailable(exc), answers=outcomes, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _add(self, order: sql.Submission) -> AddResult:
         if order.provider_id is None or order.provider_service_id is None:
@@ -100,7 +127,7 @@ class Submitter:
             params=order.params,
         )
         try:
-            return await client.add(params)
+            return await client.add(params, before_send=self._marks.before_send(order.id, order.attempt))
         except Exception as exc:  # a bug, not an answer: the request may have gone out, so never assume it did not
             log.exception("upstream_add_crashed", order_id=order.id)
             return Unknown(f"client error: {type(exc).__name__}: {exc}"[:300])
@@ -164,10 +191,28 @@ class Submitter:
                 # Ops must hear of it: our money at the provider ran out, or the provider is unreachable.
                 bound.error("order_submit_deferred", outcome=type(answer).__name__, reason=reason, retry_in_s=delay)
                 metrics.SUBMISSIONS.labels(outcome="retried").inc()
+            case Unknown(reason=reason) if order.idempotent:
+                # The provider honours request_id: sending the same request again answers the order it may
+                # already have, or buys it once. Retried with backoff like an order that was not sent.
+                delay = self._retry.delay(order.attempt)
+                error = f"outcome unknown ({reason}): the same request_id is sent again (the provider honours it)"
+                await sql.mark_retry(conn, order_id=view.id, delay_s=delay, error=error)
+                bound.error("order_submit_deferred", outcome="Unknown", reason=reason, resend=True, retry_in_s=delay)
+                metrics.SUBMISSIONS.labels(outcome="retried").inc()
             case Unknown(reason=reason):
                 await sql.mark_parked(conn, order_id=view.id, error=f"outcome unknown: {reason}")
                 bound.error("order_parked", reason=reason)
                 metrics.SUBMISSIONS.labels(outcome="parked").inc()
+
+
+def _answer_text(answer: AddResult) -> str:
+    if isinstance(answer, Accepted):
+        return f"accepted upstream as {answer.provider_order_id}"
+    return repr(answer)[:200]
+
+
+def _unavailable(exc: BaseException) -> str:
+    return f"database unavailable after the upstream answered: {type(exc).__name__}: {exc}"[:300]
 
 
 def poll_schedule(settings: Settings) -> PollSchedule:

@@ -80,10 +80,13 @@ class WorkerProcess(ManagedProcess):
         raise TimeoutError(f"worker did not start:\n{self.log_text()[-4000:]}")
 
 
-async def make_provider_services(pool: asyncpg.Pool, *, url: str, key: str) -> dict[str, int]:
-    """A provider row for the simulator and our services mapped onto its catalog, by role."""
+async def make_provider_services(pool: asyncpg.Pool, *, url: str, key: str, idempotent: bool = False) -> dict[str, int]:
+    """A provider row for the simulator (`idempotent`: marked as honouring request_id) and our services mapped
+    onto its catalog, by role."""
     async with pool.acquire() as conn:
-        provider_id = await make_provider(conn, name=f"sim-{uuid.uuid4().hex[:8]}", url=url, key=key)
+        provider_id = await make_provider(
+            conn, name=f"sim-{uuid.uuid4().hex[:8]}", url=url, key=key, idempotent=idempotent
+        )
         specs: dict[str, dict[str, Any]] = {
             # sim 1: Default, refill, cancel, drip-feed
             "default": {"type": "Default", "psid": "1", "min": 50, "max": 10_000, "refill": True, "cancel": True,

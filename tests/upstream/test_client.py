@@ -233,6 +233,56 @@ async def test_add_that_never_gets_a_slot_is_not_sent(sim: SimControl, client_se
     assert (await sim.stats())["adds"] == 0
 
 
+async def test_a_queued_add_with_too_little_time_left_is_not_sent(sim: SimControl, client_settings: Settings) -> None:
+    await sim.faults({"rules": [{"fault": "latency", "ms": 400, "action": "add"}]})
+    settings = client_settings.model_copy(update={"upstream_concurrency": 1, "upstream_timeout_s": 0.6})
+    async with client_for(sim, settings) as client:
+        first, second = await asyncio.gather(client.add(order()), client.add(order()))
+    # The second waited 0.4 s of its 0.6 s for the slot: sent now, it would time out after going out.
+    assert isinstance(first, Accepted)
+    assert second == NotSent("no free connection slot in time (too little time left to send)")
+    assert (await sim.stats())["adds"] == 1
+
+
+# --- before_send: the caller's last word before the request is written ----------------------------------------
+
+
+async def test_before_send_runs_once_connected_and_its_reason_stops_the_request(
+    sim: SimControl, client_settings: Settings
+) -> None:
+    calls: list[str] = []
+
+    async def allow() -> str | None:
+        calls.append("allow")
+        return None
+
+    async def refuse() -> str | None:
+        calls.append("refuse")
+        return "not sent: the claim is gone"
+
+    async with client_for(sim, client_settings) as client:
+        assert isinstance(await client.add(order(), before_send=allow), Accepted)
+        assert await client.add(order(), before_send=refuse) == NotSent("not sent: the claim is gone")
+        assert client.breaker.state is BreakerState.CLOSED  # says nothing about the provider
+    assert calls == ["allow", "refuse"]
+    assert (await sim.stats())["adds"] == 1  # the refused one never reached the provider
+
+
+async def test_before_send_is_not_reached_when_the_connection_cannot_be_made(client_settings: Settings) -> None:
+    called = False
+
+    async def hook() -> str | None:
+        nonlocal called
+        called = True
+        return None
+
+    url = f"http://127.0.0.1:{free_port()}/api/v2"  # nothing listens there
+    async with UpstreamClient(url=url, key="k", settings=client_settings) as client:
+        result = await client.add(order(), before_send=hook)
+    assert isinstance(result, NotSent)
+    assert not called  # so a caller's "about to send" mark is never written for a connection that failed
+
+
 # --- status, refill, cancel, balance, services -------------------------------------------------------------------
 
 

@@ -79,6 +79,12 @@ async def catalog(wpool: asyncpg.Pool, sim: SimProcess, wsettings: Settings) -> 
 
 
 @pytest.fixture(scope="session")
+async def idem_catalog(wpool: asyncpg.Pool, sim: SimProcess, wsettings: Settings) -> dict[str, int]:
+    """Like `catalog`, bought from the same simulator through a provider marked as honouring request_id."""
+    return await make_provider_services(wpool, url=sim.api_url, key=wsettings.sim_key, idempotent=True)
+
+
+@pytest.fixture(scope="session")
 async def placer(wpool: asyncpg.Pool, wsettings: Settings) -> AsyncIterator[Placer]:
     placer = Placer(wpool, wsettings)
     await placer.start()

@@ -13,11 +13,15 @@ import pytest
 from shared.db import catalog as catalog_sql
 from shared.db import lifecycle as lifecycle_sql
 from shared.db import parked as parked_sql
+from shared.db import submissions as submissions_sql
 from shared.db.accounts import balance_of
+from shared.domain.lifecycle import upstream_add_params, upstream_request_id
 from shared.ordering.placement import Placer
 from shared.settings import Settings
-from shared.upstream.results import OrderReport
+from shared.upstream.client import UpstreamClient
+from shared.upstream.results import Accepted, OrderReport
 from shared.worker.polling import Poller
+from shared.worker.sending import SendMarks
 from tests.support.factories import make_account, make_provider
 from tests.support.processes import free_port
 from tests.support.worker import SimProcess, order_row, place, unique_link, wait_for
@@ -159,22 +163,117 @@ async def test_order_cancelled_by_the_api_before_the_worker_is_ignored(
     assert (await order_row(wpool, order_id))["status"] == "canceled"
 
 
-async def test_worker_dead_while_submitting_leaves_a_parked_order_never_pending(
+async def _claim_as_a_worker_that_then_dies(pool: asyncpg.Pool, order_id: int) -> lifecycle_sql.Submission:
+    async with pool.acquire() as conn, conn.transaction():
+        claimed = await lifecycle_sql.claim_named(conn, [order_id])
+    assert [s.id for s in claimed] == [order_id]
+    return claimed[0]
+
+
+async def _sweep_after_the_timeout(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:
+    async with worker_parts(pool, settings.model_copy(update={"worker_submitting_timeout_s": 0.2})) as quick:
+        await asyncio.sleep(0.3)
+        return await quick.sweeper.sweep()
+
+
+async def test_worker_dead_after_the_claim_before_sending_returns_the_order_to_pending_and_it_is_bought_once(
     parts: Parts, wpool: asyncpg.Pool, placer: Placer, catalog: dict[str, int], sim: SimProcess, wsettings: Settings
 ) -> None:
     link = unique_link()
     order_id = await place_default(placer, wpool, catalog, link)
-    async with wpool.acquire() as conn, conn.transaction():  # a worker claimed it, then died
-        assert [s.id for s in await lifecycle_sql.claim_named(conn, [order_id])] == [order_id]
+    await _claim_as_a_worker_that_then_dies(wpool, order_id)  # claim committed; the request never started
     await parts.sweeper.sweep()  # younger than the timeout: left alone
     assert (await order_row(wpool, order_id))["status"] == "submitting"
-    async with worker_parts(wpool, wsettings.model_copy(update={"worker_submitting_timeout_s": 0.2})) as quick:
-        await asyncio.sleep(0.3)
-        assert (await quick.sweeper.sweep())["parked"] >= 1
+    done = await _sweep_after_the_timeout(wpool, wsettings)
+    assert (done["parked"], done["requeued"]) == (0, 1)
+    row = await order_row(wpool, order_id)
+    # Returned to pending and, the same sweep, submitted: bought once (the provider does not honour request_id).
+    assert (row["status"], row["submit_attempts"]) == ("in_progress", 2)
+    stats = await sim.stats()
+    assert (stats["adds_per_link"][link], stats["orders_per_link"][link]) == (1, 1)
+
+
+async def test_worker_dead_after_sending_parks_the_order_of_a_provider_without_idempotency(
+    parts: Parts, wpool: asyncpg.Pool, placer: Placer, catalog: dict[str, int], sim: SimProcess, wsettings: Settings
+) -> None:
+    link = unique_link()
+    order_id = await place_default(placer, wpool, catalog, link)
+    claimed = await _claim_as_a_worker_that_then_dies(wpool, order_id)
+    async with wpool.acquire() as conn:  # ... and marked it as about to send: it may have gone out
+        assert await submissions_sql.mark_sending(conn, [(order_id, claimed.attempt)]) == {order_id}
+    done = await _sweep_after_the_timeout(wpool, wsettings)
+    assert (done["parked"], done["requeued"]) == (1, 0)
     row = await order_row(wpool, order_id)
     assert row["status"] == "unknown"
-    assert "worker stopped" in row["last_error"]
-    assert link not in (await sim.stats())["adds_per_link"]
+    assert row["last_error"] == "worker stopped during the upstream call: outcome unknown"
+    await parts.sweeper.sweep()
+    assert link not in (await sim.stats())["adds_per_link"]  # never sent on a guess
+
+
+async def test_worker_dead_after_sending_to_an_idempotent_provider_resends_the_same_request_id_bought_once(
+    parts: Parts,
+    wpool: asyncpg.Pool,
+    placer: Placer,
+    idem_catalog: dict[str, int],
+    sim: SimProcess,
+    wsettings: Settings,
+) -> None:
+    link = unique_link()
+    order_id = await place_default(placer, wpool, idem_catalog, link)
+    claimed = await _claim_as_a_worker_that_then_dies(wpool, order_id)
+    # The dead worker's request reached the provider (it was killed before it could record the answer).
+    params = upstream_add_params(
+        provider_service_id="1",
+        request_id=upstream_request_id(order_id, claimed.created_us),
+        link=link,
+        params=claimed.params,
+    )
+    async with UpstreamClient(url=sim.api_url, key=wsettings.sim_key, settings=wsettings) as client:
+        first = await client.add(params)
+    assert isinstance(first, Accepted)
+    async with wpool.acquire() as conn:
+        await submissions_sql.mark_sending(conn, [(order_id, claimed.attempt)])
+    done = await _sweep_after_the_timeout(wpool, wsettings)
+    assert (done["parked"], done["requeued"]) == (0, 1)
+    row = await order_row(wpool, order_id)
+    assert (row["status"], row["provider_order_id"]) == ("in_progress", first.provider_order_id)
+    stats = await sim.stats()
+    assert (stats["adds_per_link"][link], stats["orders_per_link"][link]) == (2, 1)  # sent twice, bought once
+
+
+async def test_unknown_outcome_at_an_idempotent_provider_is_resent_not_parked(
+    parts: Parts, wpool: asyncpg.Pool, placer: Placer, idem_catalog: dict[str, int], sim: SimProcess
+) -> None:
+    link = unique_link()
+    order_id = await place_default(placer, wpool, idem_catalog, link)
+    # The provider creates the order, then the reply is lost (connection dropped), once.
+    await sim.faults([{"fault": "ghost", "action": "add", "times": 1}])
+    await parts.submitter.submit_named([order_id])
+    row = await order_row(wpool, order_id)
+    assert (row["status"], row["submit_attempts"]) == ("pending", 1)
+    assert row["last_error"].startswith("outcome unknown (connection lost")
+    assert "the same request_id is sent again" in row["last_error"]
+
+    async def bought() -> bool:
+        await parts.submitter.submit_due()
+        return bool((await order_row(wpool, order_id))["status"] == "in_progress")
+
+    await wait_for(bought, timeout=10)
+    stats = await sim.stats()
+    assert (stats["adds_per_link"][link], stats["orders_per_link"][link]) == (2, 1)
+
+
+async def test_a_claim_released_by_the_sweeper_is_never_sent_by_its_slow_worker(
+    parts: Parts, wpool: asyncpg.Pool, placer: Placer, catalog: dict[str, int], wsettings: Settings
+) -> None:
+    order_id = await place_default(placer, wpool, catalog, unique_link())
+    claimed = await _claim_as_a_worker_that_then_dies(wpool, order_id)  # a slow worker, not a dead one
+    await _sweep_after_the_timeout(wpool, wsettings)  # released (never sent) and bought by the sweep
+    marks = SendMarks(wpool)
+    assert await marks.mark(order_id, claimed.attempt) is False  # so the slow worker must not send it
+    reason = await marks.before_send(order_id, claimed.attempt)()
+    assert reason is not None
+    assert reason.startswith("not sent")
 
 
 async def test_refund_paid_once_when_the_same_status_is_seen_many_times_and_by_two_pollers_at_once(

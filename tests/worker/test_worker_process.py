@@ -207,6 +207,71 @@ async def test_worker_sigkilled_mid_run_loses_nothing_and_submits_nothing_twice(
         assert await ledger_mismatches(conn) == []
 
 
+@pytest.mark.parametrize("idempotent", [True, False], ids=["idempotent", "not-idempotent"])
+async def test_three_worker_kills_under_upstream_latency_park_only_what_may_be_bought_and_buy_nothing_twice(
+    wpool: asyncpg.Pool,
+    wsettings: Settings,
+    placer: Placer,
+    catalog: dict[str, int],
+    idem_catalog: dict[str, int],
+    sim: SimProcess,
+    relay: OutboxRelay,
+    workers: list[WorkerProcess],
+    logs_dir: Path,
+    idempotent: bool,
+) -> None:
+    """kill -9 of three workers in turn, each while its upstream calls (400 ms each) are in flight. With a
+    provider honouring request_id nothing parks and every order is bought exactly once; without, only orders
+    whose request actually reached the provider may park, and none is sent twice."""
+    services = idem_catalog if idempotent else catalog
+    account = await make_account(wpool, balance="500")
+    links = [unique_link("latency:400") for _ in range(150)]
+    ids = list(
+        await asyncio.gather(
+            *(
+                place(placer, wpool, account_id=account, service_id=services["default"], link=link, quantity=100)
+                for link in links
+            )
+        )
+    )
+
+    async def requests_in_flight() -> bool:
+        return bool((await sim.stats())["in_flight"] > 0)
+
+    for round_ in range(3):
+        victim = await start_worker(workers, wsettings, logs_dir, f"victim{round_}")
+        await wait_for(requests_in_flight, timeout=40, interval=0.05)
+        await asyncio.sleep(random.uniform(0.0, 0.3))
+        victim.kill()
+    await start_worker(workers, wsettings, logs_dir, "survivor")
+
+    async def settled() -> bool:
+        counts = await statuses(wpool, ids)
+        return counts.get("pending", 0) + counts.get("submitting", 0) == 0
+
+    await wait_for(settled, timeout=120, interval=0.5)
+    stats = await sim.stats()
+    adds = {link: stats["adds_per_link"].get(link, 0) for link in links}
+    bought = {link: stats["orders_per_link"].get(link, 0) for link in links}
+    async with wpool.acquire() as conn:
+        rows = await conn.fetch("SELECT id, link, status, last_error FROM orders WHERE id = ANY($1)", ids)
+        assert await ledger_mismatches(conn) == []
+    parked = [r for r in rows if r["status"] == "unknown"]
+    logs = "".join(w.log_text() for w in workers)
+    assert logs.count('"order_requeued"') >= 1, "some claimed orders had not been sent when their worker died"
+    if idempotent:
+        assert parked == []
+        assert set(bought.values()) == {1}, "every order bought exactly once upstream"
+        assert all(r["status"] != "unknown" for r in rows)
+    else:
+        assert max(adds.values()) == 1, "no order sent twice"
+        assert all(adds[r["link"]] == 1 for r in parked), "only orders whose request reached the provider park"
+        # Parked because the worker died mid-call, or (a loaded machine) because a sent request timed out.
+        reasons = {r["last_error"] for r in parked}
+        assert reasons <= {"worker stopped during the upstream call: outcome unknown", "outcome unknown: timeout"}
+        assert all(adds[r["link"]] == 1 for r in rows), "every order not parked was bought (once)"
+
+
 async def test_batch_events_redelivered_and_overlapping_buy_each_order_once(
     wpool: asyncpg.Pool,
     wsettings: Settings,
