@@ -199,8 +199,10 @@ class Settings(BaseSettings):
     worker_submit_linger_s: float = 0.005
     # A pending order with no message after this long (lost, or the relay is behind) is submitted by the sweeper.
     worker_submit_grace_s: float = 30.0
-    # A 'submitting' row older than this belongs to a dead worker and is parked ('unknown'). Must exceed the
-    # upstream client's worst case (slot wait + timeout) so a live call is never parked under its feet.
+    # A 'submitting' row older than this belongs to a stopped worker: back to pending when its request never
+    # started or the provider honours request_id, else parked ('unknown'). Must exceed the upstream client's
+    # worst case (slot wait + timeout) so a live call is never taken from under its feet. Also how long a worker
+    # keeps retrying to record upstream answers while the database is unavailable.
     worker_submitting_timeout_s: float = 120.0
     # Submission retries (upstream out of funds / unreachable): exponential from base up to max.
     worker_retry_base_s: float = 10.0

@@ -1,7 +1,9 @@
 """`panelflow orders parked|resolve`: the operator's view of parked orders and their settlement.
 
-A parked order ('unknown') was sent upstream but no readable answer came back: the upstream may or may not have
-it, so it is never resubmitted automatically. Check the provider's panel, then settle it:
+A parked order ('unknown') was sent to a provider that does not honour request_id and no readable answer came
+back: the upstream may or may not have it, so it is never resubmitted automatically. Its `error` says why
+(`outcome unknown: timeout`, `… http 502`, `worker stopped during the upstream call …`); `request_id` is what we
+sent the provider. Check the provider's panel, then settle it:
 `--provider-order PID` (it is there: attach it), `--refund` (it is not: give the money back) or `--resubmit`
 (it is not, and it should be bought after all).
 """
@@ -10,16 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from shared.cli.base import CommandError, Subparsers, command, database, database_error, group, positive_int
 from shared.db import parked as parked_sql
 from shared.db.pool import create_pool
+from shared.domain.lifecycle import upstream_request_id
 from shared.domain.money import format_money
 from shared.errors import NotEligible
 from shared.settings import Settings
 from shared.worker import parked
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def register(commands: Subparsers) -> None:
@@ -39,6 +45,7 @@ async def _parked(args: argparse.Namespace, settings: Settings) -> int:
     async with database(settings) as conn:
         orders = await parked_sql.list_parked(conn, limit=args.limit)
     for o in orders:
+        request_id = upstream_request_id(o.id, (o.created_at - _EPOCH) // timedelta(microseconds=1))
         if args.json:
             print(
                 json.dumps(
@@ -46,7 +53,7 @@ async def _parked(args: argparse.Namespace, settings: Settings) -> int:
                         "order": o.id, "account": o.account_id, "service": o.service_id, "provider": o.provider_id,
                         "provider_service": o.provider_service_id, "link": o.link, "quantity": o.quantity,
                         "charge": format_money(o.charge), "currency": o.currency, "attempts": o.submit_attempts,
-                        "error": o.last_error, "created_at": o.created_at.isoformat(),
+                        "error": o.last_error, "request_id": request_id, "created_at": o.created_at.isoformat(),
                         "parked_at": o.updated_at.isoformat(),
                     }
                 )
@@ -55,7 +62,7 @@ async def _parked(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"order {o.id}  account {o.account_id}  provider {o.provider_id} service {o.provider_service_id}  "
                 f"qty {o.quantity}  charge {format_money(o.charge)} {o.currency}  parked {o.updated_at:%Y-%m-%d %H:%M}"
-                f"  link {o.link}  error: {o.last_error}"
+                f"  link {o.link}  request_id {request_id}  error: {o.last_error}"
             )
     if not args.json:
         print(f"{len(orders)} parked order(s)")

@@ -154,7 +154,12 @@ async def test_worker_killed_between_upstream_answer_and_commit_parks_the_orders
 
     listed = cli(wsettings, "orders", "parked", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert set(parked_ids) <= {json.loads(line)["order"] for line in listed.stdout.splitlines()}
+    entries = {entry["order"]: entry for entry in map(json.loads, listed.stdout.splitlines())}
+    assert set(parked_ids) <= set(entries)
+    for order_id in parked_ids:
+        # Why, and what to ask the provider about: the request_id it received.
+        assert entries[order_id]["error"] == "worker stopped during the upstream call: outcome unknown"
+        assert entries[order_id]["request_id"] in stats["adds_per_request_id"]
 
     refunded = cli(wsettings, "orders", "resolve", "--order", str(parked_ids[0]), "--refund")
     assert refunded.returncode == 0, refunded.stderr
