@@ -5,8 +5,8 @@ CHAOS_SEED (the fault schedule and the load's choices; random when unset, printe
 CHAOS_RATE (orders started per second, 8), CHAOS_ACCOUNTS (10), CHAOS_QUIESCE_S (240: the most the run waits
 for the stack to settle after the last fault), CHAOS_UPSTREAM_LATENCY_MS (200: every upstream call's latency
 when no fault fires, so that kills catch calls in flight), CHAOS_IDEMPOTENT (1: the simulator honours request
-ids and its provider is marked so; 0: neither). Prints one JSON summary (also written to the run's directory
-with every process's log) and exits 1 when any guarantee was broken.
+ids and its provider is marked so; 0: neither). Prints one JSON summary (also written to chaos/results/, and to
+the run's directory with every process's log) and exits 1 when any guarantee was broken.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from chaos.stack import BALANCE, KINDS, REPLICAS, Stack
 from shared.logging import configure_logging
 from shared.settings import Settings
 from tests.support.processes import free_port
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -185,7 +188,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "fault_log": [vars(i) for i in nemesis.log],
             "logs": str(run_dir),
         }
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        text = json.dumps(summary, indent=2, default=str) + "\n"
+        (run_dir / "summary.json").write_text(text)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"chaos-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json").write_text(text)
         return summary
     finally:
         await receiver.down()
