@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from cryptography.fernet import Fernet
 
 from shared.auth.keys import generate_key, hash_key, key_prefix
 from shared.catalog.providers import add_provider
@@ -61,8 +62,11 @@ TUNING: dict[str, Any] = {
     "webhook_retry_schedule_s": [1.0, 2.0, 4.0] + [8.0] * 15,
     "webhook_timeout_s": 5.0,
     "webhook_lease_s": 15.0,
+    # Everything runs on 127.0.0.1 over plain http: the simulator and the receiver are let through by name.
     "webhooks_allow_http": True,
     "webhooks_allowed_networks": "127.0.0.1/32",
+    "upstream_allow_http": True,
+    "upstream_allowed_networks": "127.0.0.1/32",
     "sim_pending_s": 0.5,
     "sim_completion_s": 3.0,
     "sim_outcome_mix": {"completed": 0.7, "partial": 0.15, "canceled": 0.15},
@@ -116,6 +120,9 @@ class Stack:
     # Members killed because their liveness probe kept failing: name, seconds into the run.
     liveness_kills: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
+    keys: tuple[str, str] = field(
+        default_factory=lambda: (Fernet.generate_key().decode(), Fernet.generate_key().decode())
+    )
     _supervisor: asyncio.Task[None] | None = None
 
     @property
@@ -123,8 +130,10 @@ class Stack:
         return self.postgres.database_url("panelflow")
 
     def settings(self) -> Settings:
+        # Keys of this run only, as production has them (no development fallback).
         return Settings(
-            env="development",  # a throwaway stack: the development encryption keys
+            webhook_secret_key=self.keys[0],
+            provider_key_encryption_key=self.keys[1],
             database_url=self.database_url,
             amqp_url=self.rabbit.url,
             amqp_prefix="chaos",
