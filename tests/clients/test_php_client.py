@@ -47,6 +47,7 @@ def check_common(out: dict[str, Any], service: int) -> int:
     assert out["multiRefillStatus"]["answer"] == [{"refill": 999999999, "status": {"error": "Refill not found"}}]
     assert out["cancel"]["answer"] == [{"order": order, "cancel": 1}]
     assert out["cancel"]["status"] == 200
+    assert out["legacy_balance"] == out["balance"]
     return order
 
 

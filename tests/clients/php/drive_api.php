@@ -25,4 +25,9 @@ $record('refillStatus', $api->refillStatus(999999999));
 $record('multiRefillStatus', $api->multiRefillStatus([999999999]));
 $record('cancel', $api->cancel([$order]));
 $record('balance', $api->balance());
+// The classic class is configured through its properties, not a constructor: that works too.
+$legacy = new Api();
+$legacy->api_url = $url;
+$legacy->api_key = $key;
+$out['legacy_balance'] = ['answer' => $legacy->balance(), 'status' => $legacy->last_status];
 echo json_encode($out), "\n";
