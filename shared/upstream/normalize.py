@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from shared.domain.bounds import INT8, bounded_decimal, bounded_int, external_text
+from shared.domain.bounds import INT4, INT8, bounded_decimal, bounded_int, external_text, fits_numeric
 from shared.domain.order_types import ORDER_TYPES
 from shared.upstream.results import (
     IdError,
@@ -46,6 +46,7 @@ _REFILL_STATUSES = {
     "canceled": "Canceled",
     "cancelled": "Canceled",
 }
+RATE_COLUMN = (20, 5)
 _TYPES = {re.sub(r"[\s_-]+", "", name.lower()): name for name in ORDER_TYPES}
 
 # Substrings (lower case) of `{"error"}` messages that mean our balance at the upstream is too low.
@@ -170,8 +171,11 @@ def upstream_service(raw: Any) -> UpstreamService | None:
     service_id = raw.get("service")
     type_ = order_type(raw.get("type", "Default"))
     rate = to_decimal(raw.get("rate"))
-    low, high = to_int(raw.get("min")), to_int(raw.get("max"))
+    # Our catalog's columns: min/max INTEGER, rates NUMERIC(20, 5). A service out of them cannot be sold.
+    low, high = bounded_int(raw.get("min"), INT4), bounded_int(raw.get("max"), INT4)
     if service_id is None or isinstance(service_id, bool) or type_ is None or rate is None or rate < 0:
+        return None
+    if not fits_numeric(rate, *RATE_COLUMN):
         return None
     if low is None or high is None or low < 0 or high < low:
         return None

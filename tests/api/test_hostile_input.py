@@ -9,6 +9,7 @@ never echo the request, whose line holds the key.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import uuid
 from collections.abc import Callable
@@ -178,6 +179,40 @@ async def test_deeply_nested_json_without_a_key(
     # Before authentication: the parsing, not the key, decides.
     refused(await raw_post(http, api, nested(depth).encode(), "application/json"))
     refused(await raw_post(http, api, ('{"a":' * depth + "1" + "}" * depth).encode(), "application/json"))
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/x-www-form-urlencoded", "multipart/form-data; boundary=b", None]
+)
+async def test_a_huge_body_is_a_413(
+    http: aiohttp.ClientSession, api: ApiProcess, world: World, unchanged: None, content_type: str | None, chunked: bool
+) -> None:
+    pad = "a" * 2_000_000
+    if content_type and content_type.startswith("multipart"):
+        body = (
+            f'--b\r\nContent-Disposition: form-data; name="key"\r\n\r\n{world.key}\r\n'
+            f'--b\r\nContent-Disposition: form-data; name="pad"\r\n\r\n{pad}\r\n--b--\r\n'
+        ).encode()
+    elif content_type == "application/json":
+        body = json.dumps({"key": world.key, "action": "balance", "pad": pad}).encode()
+    else:
+        body = form({"key": world.key, "action": "balance", "pad": pad})
+
+    async def stream() -> Any:
+        for i in range(0, len(body), 65_536):
+            yield body[i : i + 65_536]
+
+    headers = {"Content-Type": content_type} if content_type else {}
+    async with http.post(
+        api.url + "/api/v2",
+        data=stream() if chunked else io.BytesIO(body),
+        headers=headers,
+        skip_auto_headers=["Content-Type"],
+    ) as resp:
+        assert resp.status == 413
+        assert resp.content_type == "application/json"
+        assert await resp.json() == {"error": "Request body too large"}
 
 
 @pytest.mark.parametrize("action", ACTIONS)

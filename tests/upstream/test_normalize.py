@@ -154,7 +154,23 @@ def test_upstream_service_normalises_numbers_types_and_flags() -> None:
         {"service": 1, "type": "Default", "rate": "1", "min": "5", "max": "2"},
         {"type": "Default", "rate": "1", "min": "1", "max": "2"},
         "not a service",
+        # Beyond our catalog's columns (min/max INTEGER, rate NUMERIC(20, 5)): a catalog sync must not fail on them.
+        {"service": 1, "type": "Default", "rate": "1", "min": "1", "max": str(2**31)},
+        {"service": 1, "type": "Default", "rate": "1e15", "min": "1", "max": "2"},
+        {"service": 1, "type": "Default", "rate": "1", "min": "1", "max": "1e1000000"},
     ],
 )
 def test_unsellable_services_are_skipped(raw: object) -> None:
     assert normalize.upstream_service(raw) is None
+
+
+def test_upstream_texts_are_cleaned_and_capped() -> None:
+    service = normalize.upstream_service(
+        {"service": "7\x00", "name": "Li\x00kes\ud800" + "x" * 5000, "type": "Default", "category": "I\x1bG",
+         "rate": "1", "min": 1, "max": 2}
+    )  # fmt: skip
+    assert service is not None
+    assert (service.service, service.name[:8], len(service.name), service.category) == (
+        "7\ufffd", "Li\ufffdkes\ufffdx", 1000, "I\ufffdG",
+    )  # fmt: skip
+    assert normalize.error_message({"error": "No\x00 funds"}) == "No\ufffd funds"
