@@ -131,6 +131,7 @@ async def seed(conn: Conn, settings: Settings, *, known_key: str | None = None) 
         name=SIM_PROVIDER,
         url=f"http://{settings.sim_host}:{settings.sim_port}/api/v2",
         api_key=settings.sim_key,
+        idempotent=settings.sim_idempotent,  # the simulator honours request_id unless told otherwise
     )
     service_ids = {}
     for service in CATALOG:

@@ -68,8 +68,12 @@ async def add_provider(
     return await catalog.add_provider(conn, name=name, url=url, api_key_enc=box.encrypt(api_key), idempotent=idempotent)
 
 
-async def upsert_provider(conn: Conn, box: SecretBox, *, name: str, url: str, api_key: str) -> int:
-    return await catalog.upsert_provider(conn, name=name, url=url, api_key_enc=box.encrypt(api_key))
+async def upsert_provider(
+    conn: Conn, box: SecretBox, *, name: str, url: str, api_key: str, idempotent: bool = False
+) -> int:
+    return await catalog.upsert_provider(
+        conn, name=name, url=url, api_key_enc=box.encrypt(api_key), idempotent=idempotent
+    )
 
 
 async def set_provider_key(conn: Conn, box: SecretBox, provider_id: int, api_key: str) -> bool:

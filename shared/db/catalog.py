@@ -123,17 +123,19 @@ async def find_service(conn: Conn, *, name: str, category: str) -> ServiceRow | 
     return None if row is None else _service(row)
 
 
-async def upsert_provider(conn: Conn, *, name: str, url: str, api_key_enc: str) -> int:
+async def upsert_provider(conn: Conn, *, name: str, url: str, api_key_enc: str, idempotent: bool = False) -> int:
     """The provider with this name, created or pointed at `url` with this key (the demo seed's simulator)."""
     provider_id: int = await conn.fetchval(
         """
-        INSERT INTO providers (name, url, api_key_enc) VALUES ($1, $2, $3)
-        ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, api_key_enc = EXCLUDED.api_key_enc, api_key = NULL
+        INSERT INTO providers (name, url, api_key_enc, idempotent) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, api_key_enc = EXCLUDED.api_key_enc, api_key = NULL,
+                                         idempotent = EXCLUDED.idempotent
         RETURNING id
         """,
         name,
         url,
         api_key_enc,
+        idempotent,
     )
     return provider_id
 

@@ -157,6 +157,8 @@ async def test_demo_seed_is_idempotent_and_keeps_its_key(cli: Cli, pool: asyncpg
     assert service is not None
     assert service["type"] == "Default"
     assert service["provider_id"] is not None
+    # The simulator honours request_id (PANELFLOW_SIM_IDEMPOTENT, default true): so is its provider row marked.
+    assert await pool.fetchval("SELECT idempotent FROM providers WHERE id = $1", service["provider_id"]) is True
     counts = await pool.fetchrow(
         "SELECT (SELECT count(*) FROM services WHERE category = 'Demo') AS services,"
         " (SELECT count(*) FROM api_keys WHERE account_id = $1) AS keys",
