@@ -6,7 +6,7 @@
 #
 #   deploy/smoke-image.sh [IMAGE]        (default panelflow:smoke; SKIP_BUILD=1 uses IMAGE as it is)
 #
-# Ports used on 127.0.0.1: 18080 (api), 18090 (simulator), 19101-19103 (operations ports).
+# Ports used on 127.0.0.1: 18080 (api), 18090 (simulator), 19100-19103 (operations ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +23,7 @@ ENV=(
     -e PANELFLOW_API_HOST=127.0.0.1 -e PANELFLOW_API_PORT=18080
     -e PANELFLOW_SIM_HOST=127.0.0.1 -e PANELFLOW_SIM_PORT=18090
     -e PANELFLOW_UPSTREAM_ALLOW_HTTP=true -e PANELFLOW_UPSTREAM_ALLOWED_NETWORKS=127.0.0.1/32
-    -e PANELFLOW_METRICS_HOST=127.0.0.1 -e PANELFLOW_METRICS_PORT_WORKER=19101
+    -e PANELFLOW_METRICS_HOST=127.0.0.1 -e PANELFLOW_METRICS_PORT_API=19100 -e PANELFLOW_METRICS_PORT_WORKER=19101
     -e PANELFLOW_METRICS_PORT_WEBHOOKS=19102 -e PANELFLOW_METRICS_PORT_SIM=19103
 )
 PROCESSES=(provider_sim api worker webhooks)

@@ -236,9 +236,10 @@ class Settings(BaseSettings):
     consumer_retry_max_s: float = 2.0
 
     # --- operations (H8: shared/observability) ---------------------------------------------------------------
-    # The worker, webhooks and simulator processes serve /metrics, /healthz and /readyz on a port of their own
-    # (the api serves them on api_port). 0 turns that server off; 0.0.0.0 in containers.
+    # Every process serves /metrics, /healthz and /readyz on a port of its own, never on the api's public port
+    # (which keeps /healthz and /readyz only). 0 turns that server off; 0.0.0.0 in containers.
     metrics_host: str = "127.0.0.1"
+    metrics_port_api: int = 9100
     metrics_port_worker: int = 9101
     metrics_port_webhooks: int = 9102
     metrics_port_sim: int = 9103

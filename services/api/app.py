@@ -24,6 +24,7 @@ from shared.ingress.ratelimit import RateLimiter
 from shared.ingress.registry import load_actions
 from shared.messaging.relay import OutboxRelay
 from shared.observability import metrics
+from shared.observability.http import OpsServer, database_check, loops_check
 from shared.observability.sampling import Sampler, sample_outbox
 from shared.ordering.placement import Placer
 from shared.settings import Settings
@@ -89,11 +90,20 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
 async def _metrics(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics.set_build_info("api", settings.release)
+    # /metrics on the ops port only: the public port is the internet's, the ops port the cluster's.
+    ops = OpsServer(
+        settings.metrics_host,
+        settings.metrics_port_api,
+        {"database": database_check(app[POOL]), "loops": loops_check()},
+        reuse_port=settings.api_processes > 1,
+    )
+    await ops.start()
     # The relay runs here, so the api samples the outbox backlog (every replica alike: dashboards take max).
     sampler = Sampler(app[POOL], [sample_outbox], settings.metrics_sample_s)
     await sampler.start()
     yield
     await sampler.stop()
+    await ops.stop()
 
 
 async def _placement(app: web.Application) -> AsyncIterator[None]:

@@ -27,7 +27,7 @@ from shared.ingress import auth
 from shared.ingress.failures import database_unavailable
 from shared.ingress.params import api_key, read_params
 from shared.ingress.registry import POST_ONLY, ActionContext, RawJson
-from shared.observability.http import NotReady, loops_check, metrics_handler
+from shared.observability.http import NotReady, loops_check
 
 READY_TIMEOUT_S = 2.0
 
@@ -108,5 +108,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_route("GET", "/api/v2", api_v2)
     app.router.add_get("/healthz", healthz, allow_head=True)
     app.router.add_get("/readyz", readyz, allow_head=True)
-    app.router.add_get("/metrics", metrics_handler)
     add_reference_routes(app, app[SETTINGS])

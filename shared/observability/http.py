@@ -116,9 +116,12 @@ def ops_app(checks: Mapping[str, Check]) -> web.Application:
 class OpsServer:
     """`/metrics`, `/healthz` and `/readyz` on `host:port`; port 0 disables it (nothing is served)."""
 
-    def __init__(self, host: str, port: int, checks: Mapping[str, Check]) -> None:
+    def __init__(self, host: str, port: int, checks: Mapping[str, Check], *, reuse_port: bool = False) -> None:
         self.host = host
         self.port = port
+        # Several api processes sharing one public port (SO_REUSEPORT) share the ops port too: each scrape
+        # answers for one of them, as their public port does.
+        self.reuse_port = reuse_port
         self.app = ops_app(checks)
         self._runner: web.AppRunner | None = None
 
@@ -128,7 +131,7 @@ class OpsServer:
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            await web.TCPSite(runner, self.host, self.port, reuse_port=self.reuse_port or None).start()
         except OSError as exc:
             # Several processes of one kind on one machine (tests, a laptop): the first keeps the port, the
             # others run without metrics rather than not at all. In a container the port is always free.

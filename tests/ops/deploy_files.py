@@ -25,9 +25,13 @@ def load_all(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def k8s_objects() -> list[dict[str, Any]]:
+DEMO = DEPLOY / "k8s-demo"
+
+
+def k8s_objects(directory: Path = K8S) -> list[dict[str, Any]]:
+    """The objects of one kustomization directory's own files (the default one: what production runs)."""
     objects = []
-    for path in sorted(K8S.glob("*.yaml")):
+    for path in sorted(directory.glob("*.yaml")):
         if path.name != "kustomization.yaml":
             objects += load_all(path)
     return objects

@@ -148,7 +148,7 @@ async def test_one_correlation_id_follows_each_order_across_all_processes(
             assert all(by_order[int(r["order_id"])] == r["correlation_id"] for r in webhook_events)
 
             # Metrics of each process, scraped from its own port, say what happened.
-            api_m = await scrape(session, api.url)
+            api_m = await scrape(session, f"http://127.0.0.1:{api.ops_port}")
             worker_m = await scrape(session, f"http://127.0.0.1:{worker_port}")
             webhooks_m = await scrape(session, f"http://127.0.0.1:{webhooks_port}")
             sim_m = await scrape(session, f"http://127.0.0.1:{sim.env['PANELFLOW_METRICS_PORT_SIM']}")

@@ -17,6 +17,7 @@ from shared.cli.main import build_parser
 from shared.messaging import topology
 from shared.settings import Settings
 from tests.ops.deploy_files import (
+    DEMO,
     DEPLOY,
     K8S,
     ROOT,
@@ -31,13 +32,15 @@ from tests.ops.deploy_files import (
 )
 
 PROBE_PATHS = {"/healthz", "/readyz"}
-# The port setting each process serves its probes (and /metrics) on.
+# The port setting each process serves its probes on ...
 PROCESS_PORT = {
     "services.api": "api_port",
     "services.worker": "metrics_port_worker",
     "services.webhooks": "metrics_port_webhooks",
     "services.provider_sim": "metrics_port_sim",
 }
+# ... and its /metrics (the api: never on its public port).
+METRICS_PORT = {**PROCESS_PORT, "services.api": "metrics_port_api"}
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 RUNBOOK = ROOT / "docs" / "operations.md"
 
@@ -188,6 +191,20 @@ def test_kustomization_lists_every_manifest() -> None:
     kustomization = load_all(K8S / "kustomization.yaml")[0]
     files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(kustomization["resources"]) == files
+    demo = load_all(DEMO / "kustomization.yaml")[0]
+    assert set(demo["resources"]) == {"../k8s"} | ({p.name for p in DEMO.glob("*.yaml")} - {"kustomization.yaml"})
+    assert demo["namespace"] == kustomization["namespace"]
+
+
+def test_the_simulator_is_in_the_demo_overlay_only() -> None:
+    def modules(objects: list[dict]) -> set[str]:
+        return {
+            d["spec"]["template"]["spec"]["containers"][0]["command"][2]
+            for d in by_kind(objects, "Deployment").values()
+        }
+
+    assert modules(k8s_objects()) == {"services.api", "services.worker", "services.webhooks"}
+    assert modules(k8s_objects(DEMO)) == {"services.provider_sim"}
 
 
 def test_kubectl_kustomize_builds_the_manifests() -> None:
@@ -196,7 +213,11 @@ def test_kubectl_kustomize_builds_the_manifests() -> None:
         pytest.skip("kubectl missing: the manifests are still checked by the other tests")
     result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert len(re.findall(r"(?m)^kind: Deployment$", result.stdout)) == 4
+    assert len(re.findall(r"(?m)^kind: Deployment$", result.stdout)) == 3
+    assert "services.provider_sim" not in result.stdout
+    demo = subprocess.run([kubectl, "kustomize", str(DEMO)], capture_output=True, text=True, check=False)
+    assert demo.returncode == 0, demo.stderr
+    assert len(re.findall(r"(?m)^kind: Deployment$", demo.stdout)) == 4
 
 
 def _container_env(container: dict, configmap: dict[str, str], secret_keys: set[str]) -> dict[str, str]:
@@ -213,7 +234,7 @@ def _container_env(container: dict, configmap: dict[str, str], secret_keys: set[
 
 
 def test_k8s_deployments_match_the_processes() -> None:
-    objects = k8s_objects()
+    objects = k8s_objects() + k8s_objects(DEMO)
     configmap = by_kind(objects, "ConfigMap")["panelflow-config"]["data"]
     secret_keys = set(by_kind(objects, "Secret")["panelflow-secrets"]["stringData"])
     for env_name in configmap:
@@ -246,7 +267,9 @@ def test_k8s_deployments_match_the_processes() -> None:
             get = container[probe]["httpGet"]
             assert get["path"] == path, f"{name}: {probe} on {get['path']}"
             assert ports[get["port"]] == serving, f"{name}: {probe} port {get['port']} is not {serving}"
-        assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) == serving
+        metrics_port = int(env[f"PANELFLOW_{METRICS_PORT[process].upper()}"])
+        assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) == metrics_port
+        assert metrics_port in ports.values(), f"{name}: no container port for /metrics ({metrics_port})"
         assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
         assert pod["spec"]["terminationGracePeriodSeconds"] >= drain[process], f"{name}: grace below its drain"
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
@@ -294,6 +317,85 @@ def test_k8s_autoscaling_and_disruption_budgets_target_real_things() -> None:
         assert any(
             selector.items() <= d["spec"]["template"]["metadata"]["labels"].items() for d in deployments.values()
         )
+
+
+def _pods(objects: list[dict]) -> dict[str, dict]:
+    """The pod template of every Deployment and Job, by its workload's name."""
+    return {
+        name: workload["spec"]["template"]
+        for kind in ("Deployment", "Job")
+        for name, workload in by_kind(objects, kind).items()
+    }
+
+
+def test_every_pod_has_seccomp_runtime_default_and_no_service_account_token() -> None:
+    pods = _pods(k8s_objects() + k8s_objects(DEMO))
+    assert set(pods) == {"panelflow-api", "panelflow-worker", "panelflow-webhooks", "panelflow-migrate",
+                         "panelflow-provider-sim"}  # fmt: skip
+    for name, pod in pods.items():
+        spec = pod["spec"]
+        assert spec.get("automountServiceAccountToken") is False, name
+        assert spec["securityContext"].get("seccompProfile") == {"type": "RuntimeDefault"}, name
+        for container in spec["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, (name, container["name"])
+
+
+def _selects(selector: dict, labels: dict[str, str]) -> bool:
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expr in selector.get("matchExpressions", []):
+        assert expr["operator"] == "In", expr
+        if labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return True
+
+
+def _policies_for(policies: dict[str, dict], labels: dict[str, str]) -> list[dict]:
+    return [p for p in policies.values() if _selects(p["spec"]["podSelector"], labels)]
+
+
+def test_network_policies_let_only_the_ingress_reach_the_api_and_only_our_pods_reach_the_data_stores() -> None:
+    objects = k8s_objects() + k8s_objects(DEMO)
+    policies = by_kind(objects, "NetworkPolicy")
+    pods = _pods(objects)
+    for policy in policies.values():
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        for rule in policy["spec"]["ingress"]:
+            assert rule.get("from"), f"{policy['metadata']['name']}: a rule open to every source"
+
+    api_pod = pods["panelflow-api"]
+    (api_policy,) = _policies_for(policies, api_pod["metadata"]["labels"])
+    (container,) = api_pod["spec"]["containers"]
+    named = {p["name"] for p in container["ports"]}
+    by_port = {rule["ports"][0]["port"]: rule for rule in api_policy["spec"]["ingress"]}
+    assert set(by_port) == {"http", "ops"} <= named
+    (ingress_peer,) = by_port["http"]["from"]
+    assert ingress_peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress-nginx"}
+    assert ingress_peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "ingress-nginx"}
+    (scraper,) = by_port["ops"]["from"]
+    assert set(scraper) == {"namespaceSelector"}  # Prometheus: the metrics, never the public port
+
+    # Every pod of ours serving a port is covered by a policy (nothing left open by default).
+    for name in ("panelflow-api", "panelflow-worker", "panelflow-webhooks", "panelflow-provider-sim"):
+        assert _policies_for(policies, pods[name]["metadata"]["labels"]), name
+
+    ours = {pod["metadata"]["labels"]["app.kubernetes.io/name"] for pod in pods.values()}
+    for store in ("postgres", "pgbouncer", "rabbitmq", "redis"):
+        covering = _policies_for(policies, {"app.kubernetes.io/name": store})
+        assert covering, f"nothing restricts who reaches {store}"
+        allowed: set[str] = set()
+        for policy in covering:
+            for rule in policy["spec"]["ingress"]:
+                for peer in rule["from"]:
+                    if "podSelector" in peer and "namespaceSelector" not in peer:
+                        (expr,) = peer["podSelector"]["matchExpressions"]
+                        allowed |= set(expr["values"])
+                    else:  # only KEDA's namespace, to RabbitMQ (its queue-length trigger)
+                        assert store == "rabbitmq", (store, peer)
+                        assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "keda"}
+        data_stores = {"postgres", "pgbouncer", "rabbitmq", "redis"}
+        assert {"panelflow-api", "panelflow-worker", "panelflow-webhooks", "panelflow-migrate"} <= allowed
+        assert allowed <= ours | data_stores, allowed - ours - data_stores
 
 
 # --- image -----------------------------------------------------------------------------------------------------

@@ -163,3 +163,16 @@ async def test_queue_depth_sampler_counts_queues_not_declared_yet_as_empty(ops_s
     assert values[("panelflow_queue_messages", (("queue", "worker.orders"),))] == 0
     assert values[("panelflow_dlq_messages", (("queue", "webhooks.events"),))] == 0
     assert not [e for e in logged if e["log_level"] == "warning"], logged
+
+
+async def test_the_api_serves_metrics_on_its_ops_port_only(api) -> None:
+    status, text = await get(f"{api.url}/metrics")
+    assert status == 404, text  # the public port is the internet's
+    assert "panelflow_" not in text
+    status, text = await get(api.metrics_url)
+    assert status == 200
+    assert 'panelflow_build_info{process="api"' in text
+    for base in (api.url, f"http://127.0.0.1:{api.ops_port}"):
+        for path in ("/healthz", "/readyz"):
+            status, body = await get(base + path)
+            assert status == 200, (base, path, body)

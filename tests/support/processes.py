@@ -152,6 +152,8 @@ class ApiProcess(ManagedProcess):
         self.port = free_port()
         overrides.setdefault("api_port", self.port)
         self.port = int(overrides["api_port"])
+        overrides.setdefault("metrics_port_api", free_port())
+        self.ops_port = int(overrides["metrics_port_api"])
         super().__init__("services.api", settings_env(settings, **overrides), log_path)
 
     @property
@@ -160,8 +162,8 @@ class ApiProcess(ManagedProcess):
 
     @property
     def metrics_url(self) -> str:
-        """Where this api serves its Prometheus metrics."""
-        return f"{self.url}/metrics"
+        """Where this api serves its Prometheus metrics: its ops port, not the public one."""
+        return f"http://127.0.0.1:{self.ops_port}/metrics"
 
     async def started(self) -> ApiProcess:
         self.start()
