@@ -11,14 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.domain.bounds import CLIENT_INT_DIGITS_MAX, INT4_MAX
 from shared.domain.order_types import LINK_MAX, SUBSCRIPTION_DELAYS
 from shared.settings import Settings
+from shared.webhooks.endpoints import SINCE_MAX
 
 Schema = dict[str, Any]
 
 ID_DIGITS_MAX = 18  # shared.ingress.params: ids are BIGINT
-COUNT_DIGITS_MAX = 12  # shared.domain.order_types._Reader.integer
 TEXT_MAX = 1000
+# shared.domain.bounds: client text holds no NUL, no other C0 control but tab and newlines, no DEL or C1 control.
+CLEAN_TEXT = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,12 @@ def value_schema(kind: str, *, json_body: bool, settings: Settings) -> Schema:
         return {"anyOf": [number, text]} if json_body else text
     if kind in ("count", "count0"):
         minimum = 1 if kind == "count" else 0
-        text = {"type": "string", "pattern": _digits(COUNT_DIGITS_MAX)}
-        number = {"type": "integer", "minimum": minimum, "maximum": 10**COUNT_DIGITS_MAX - 1}
+        text = {
+            "type": "string",
+            "pattern": _digits(CLIENT_INT_DIGITS_MAX),
+            "description": f"ASCII digits, {minimum} to {INT4_MAX}.",
+        }
+        number = {"type": "integer", "minimum": minimum, "maximum": INT4_MAX}
         return {"anyOf": [number, text]} if json_body else text
     if kind == "ids":
         limit = settings.batch_ids_max
@@ -71,13 +78,14 @@ def value_schema(kind: str, *, json_body: bool, settings: Settings) -> Schema:
         }
         return text
     if kind == "text":
-        return {"type": "string", "minLength": 1, "maxLength": TEXT_MAX}
+        return {"type": "string", "minLength": 1, "maxLength": TEXT_MAX, "pattern": CLEAN_TEXT}
     if kind == "lines":
         lines_max = settings.list_lines_max
         text = {
             "type": "string",
             "minLength": 1,
             "maxLength": lines_max * TEXT_MAX,
+            "pattern": CLEAN_TEXT,
             "description": f"One item per line (newline-separated), no empty lines, at most {lines_max:,} lines.",
         }
         if not json_body:
@@ -109,8 +117,8 @@ def value_schema(kind: str, *, json_body: bool, settings: Settings) -> Schema:
     if kind == "uuid":
         return {"type": "string", "format": "uuid"}
     if kind == "unix":
-        text = {"type": "string", "pattern": "^[0-9]{1,11}$"}
-        return {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 10**11 - 1}, text]} if json_body else text
+        text = {"type": "string", "pattern": _digits(CLIENT_INT_DIGITS_MAX), "description": f"At most {SINCE_MAX}."}
+        return {"anyOf": [{"type": "integer", "minimum": 0, "maximum": SINCE_MAX}, text]} if json_body else text
     raise ValueError(f"unknown parameter kind {kind!r}")
 
 
