@@ -57,7 +57,9 @@ class JsonErrorRequestHandler(web_protocol.RequestHandler):
         if request.writer.output_size > 0:  # an answer has started: the connection is broken, as in aiohttp
             raise ConnectionError("Response is sent already, cannot send another response with the error message")
         body = json.dumps({"error": error_message(status, exc)}).encode()
-        response = Response(status=status, body=body, content_type="application/json")
+        response = Response(
+            status=status, body=body, content_type="application/json", headers={"Cache-Control": "no-store"}
+        )
         response.force_close()
         return response
 

@@ -416,6 +416,7 @@ async def test_protocol_errors_are_json_and_never_echo_the_request(
     status, headers, body = await raw_exchange(api, protocol_cases(world.key)[case]())
     assert status == 400, (status, body)
     assert headers.get("content-type", "").startswith("application/json"), headers
+    assert headers.get("cache-control") == "no-store", headers  # like every answer of the api
     assert isinstance(json.loads(body).get("error"), str), body
     assert world.key.encode() not in body
     assert b"api/v2" not in body
