@@ -33,6 +33,7 @@ from shared.errors import (
 )
 from shared.observability import metrics
 from shared.settings import Settings
+from shared.supervisor import Beat, stall_after, supervise
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +49,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
 )
+# The batcher reports a round this often while it waits for requests (see shared/supervisor.py).
+IDLE_BEAT_S = 5.0
 # A connection found dead when taken from the pool is replaced at most this often in all.
 _ACQUIRE_ATTEMPTS = 2
 # A batch whose connection turns out dead is retried on another connection at most this often in all.
@@ -100,15 +103,21 @@ class Placer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._idle: list[PoolConnectionProxy] = []
         self._closing = False
+        self._stopping = asyncio.Event()  # the supervisor's: set by close(), the batcher drains the queue first
         self._busy_accounts: set[int] = set()
+        self._stall_after_s = stall_after(settings.loop_stall_s, IDLE_BEAT_S)
 
     async def start(self) -> None:
         self._closing = False
-        self._batcher = asyncio.create_task(self._run(), name="placement-batcher")
+        self._stopping.clear()
+        self._batcher = supervise(
+            "placement-batcher", self._run, stopping=self._stopping, stall_after_s=self._stall_after_s
+        )
 
     async def close(self) -> None:
         """Place everything already queued, wait for the batches in flight, then stop."""
         self._closing = True
+        self._stopping.set()
         self._wakeup.set()
         if self._batcher is not None:
             await self._batcher
@@ -141,16 +150,23 @@ class Placer:
 
     # --- batching --------------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def _run(self, beat: Beat) -> None:
         while True:
+            beat()
             # Take a batch only once a slot is free: meanwhile the queue grows into the next batch.
             await self._slots.acquire()
-            while not (batch := self._take()):
-                if self._closing and not self._queue:
-                    self._slots.release()
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
+            try:
+                while not (batch := self._take()):
+                    if self._closing and not self._queue:
+                        self._slots.release()
+                        return
+                    self._wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), IDLE_BEAT_S)
+                    beat()  # idle, and able to take the next request at once
+            except BaseException:
+                self._slots.release()  # restarted by the supervisor: the slot must not leak
+                raise
             accounts = {p.request.account_id for p in batch}
             self._busy_accounts |= accounts
             task = asyncio.create_task(self._execute(batch, accounts))
