@@ -4,6 +4,9 @@ per-id errors, webhook endpoints)."""
 
 from __future__ import annotations
 
+import json
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -15,6 +18,8 @@ from shared.apidoc.answers import ANSWERS
 from shared.apidoc.document import build
 from shared.domain.order_types import ORDER_TYPES
 from shared.settings import Settings
+from shared.webhooks.ingest import event_data
+from shared.webhooks.sender import message_body
 from tests.api.conftest import ApiClient, Reply, wait_for_service
 from tests.support.factories import make_customer, make_service
 from tests.support.webhooks import register
@@ -88,7 +93,15 @@ async def test_webhook_answers(pool: asyncpg.Pool, client: ApiClient, doc: Docum
     local = settings.model_copy(update={"webhooks_allow_http": True, "webhooks_allowed_networks": "127.0.0.0/8"})
     endpoint, _ = await register(pool, local, account_id=account_id, url="http://127.0.0.1:9/hook")
     doc.check(await client.call(key, "webhook.list"), "webhook.list")
-    doc.check(await client.call(key, "webhook.test", webhook=endpoint), "webhook.test")
+    tested = await client.call(key, "webhook.test", webhook=endpoint)
+    doc.check(tested, "webhook.test")
+    # The event it queued, as the dispatcher will send it, matches the document's `webhooks` entry.
+    async with pool.acquire() as conn:
+        payload = await conn.fetchval("SELECT payload FROM outbox WHERE id = $1", uuid.UUID(tested.body["event"]))
+    sent = json.loads(message_body("webhook.test", datetime.now(UTC), json.loads(event_data(payload))))
+    hook = doc.document["webhooks"]["webhook.test"]["post"]["requestBody"]["content"]["application/json"]
+    assert doc.errors(hook["schema"], sent) == []
+    assert sent["data"]["webhook"] == endpoint
     doc.check(await client.call(key, "webhook.deliveries", webhook=endpoint, limit=5), "webhook.deliveries")
     doc.check(await client.call(key, "webhook.replay", webhook=endpoint, since=0), "webhook.replay")
     doc.check(await client.call(key, "webhook.rotate", webhook=endpoint), "webhook.rotate")
