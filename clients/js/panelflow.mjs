@@ -124,7 +124,10 @@ export class Client {
     }
     if (value !== null && typeof value === 'object' && !Array.isArray(value)
         && Object.keys(value).length === 1 && 'error' in value) {
-      const error = errorFor(response.status, String(value.error));
+      // A classic key's errors come with 200 and the status they stand for in X-Error-Status.
+      const stands = response.status === 200 && /^\d+$/.test(response.headers.get('X-Error-Status') ?? '')
+        ? Number(response.headers.get('X-Error-Status')) : response.status;
+      const error = errorFor(stands, String(value.error));
       if (error instanceof RateLimited) {
         const seconds = Number(response.headers.get('Retry-After'));
         error.retryAfter = response.headers.has('Retry-After') && Number.isFinite(seconds) ? Math.max(0, seconds) : null;

@@ -95,7 +95,9 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         _log(request, status, started, failure)
         _count(request, status, started, denied)
         if status >= 400 and status != 429 and request.get(PROFILE) == CLASSIC:
-            # Classic panels answer errors with 200 and {"error"}; a 429 keeps its status for Retry-After.
+            # Classic panels answer errors with 200 and {"error"}; a 429 keeps its status for Retry-After. The
+            # status it would have had goes along, for clients that can tell a 503 (retry) from a 400.
+            response.headers["X-Error-Status"] = str(status)
             response.set_status(200)
     finally:
         structlog.contextvars.reset_contextvars(**tokens)

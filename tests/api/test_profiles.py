@@ -110,12 +110,15 @@ async def test_classic_errors_are_200_with_the_same_message(
         classic = await client.call(key, action, **params)
         strict = await client.call(strict_key, action, **params, request_id="s-" + uuid.uuid4().hex)
         assert (classic.status, classic.body) == (200, {"error": message}), action
+        assert classic.headers["X-Error-Status"] == "400"
         assert (strict.status, strict.body) == (400, {"error": message}), action
+        assert "X-Error-Status" not in strict.headers
     # A 409 too: the same request_id with other parameters.
     _, rich = await customer(pool, "classic")
     assert (await client.call(rich, "add", service=service, link=LINK, quantity=10, request_id="x")).status == 200
     conflict = await client.call(rich, "add", service=service, link=LINK, quantity=20, request_id="x")
     assert (conflict.status, conflict.error) == (200, "request_id already used with different parameters")
+    assert conflict.headers["X-Error-Status"] == "409"
     # A 403: the account is suspended.
     async with pool.acquire() as conn:
         await accounts.set_status(conn, account_id=account_id, status="suspended")
@@ -125,7 +128,9 @@ async def test_classic_errors_are_200_with_the_same_message(
         return reply.error == "Account suspended"
 
     await eventually(suspended)
-    assert (await client.call(key, "balance")).status == 200
+    refused = await client.call(key, "balance")
+    assert (refused.status, refused.headers["X-Error-Status"]) == (200, "403")
+    assert "X-Error-Status" not in (await client.call(rich, "balance")).headers  # a success has none
     assert await order_count(pool, account_id) == 0
 
 
@@ -214,3 +219,4 @@ async def test_classic_429_keeps_its_status_and_retry_after(limited: ApiClient, 
     denied = await limited.call(key, "balance")
     assert (denied.status, denied.body) == (429, {"error": "Rate limit exceeded"})
     assert 1 <= int(denied.headers["Retry-After"]) <= 60
+    assert "X-Error-Status" not in denied.headers

@@ -42,7 +42,8 @@ async def service(pool: asyncpg.Pool, client: ApiClient) -> int:
 class Front:
     """Forwards every request to the api, unless `plan` says otherwise for the next ones:
     "lose" forwards it and then cuts the connection without answering (the order is placed, the answer lost),
-    "429:<s>" answers 429 with Retry-After <s>, "503" answers 503; both without forwarding."""
+    "429:<s>" answers 429 with Retry-After <s>, "503" answers 503, "classic503" answers 200 with X-Error-Status
+    503 (a classic key's 503); none of them forwards."""
 
     target: str
     session: aiohttp.ClientSession
@@ -60,6 +61,8 @@ class Front:
             )
         if step == "503":
             return web.json_response({"error": "Service temporarily unavailable"}, status=503)
+        if step == "classic503":  # how the api answers a classic key's 503
+            return web.json_response({"error": "Service temporarily unavailable"}, headers={"X-Error-Status": "503"})
         body = await request.read()
         self.forwarded.append({k: str(v) for k, v in (await request.post()).items()})
         headers = {k: v for k, v in request.headers.items() if k.lower() not in {"host", "content-length"}}

@@ -114,10 +114,10 @@ async def test_async_client_and_typed_errors(api: ApiProcess, pool: asyncpg.Pool
             await unknown.balance()
         assert (denied.value.status, denied.value.message) == (401, "Invalid API key")
     async with AsyncClient(url, classic.key, retry=FAST) as api_classic:
-        # A classic key answers errors with 200: the client still raises, with the message.
-        with pytest.raises(PanelflowError) as classic_error:
+        # A classic key answers errors with 200 and X-Error-Status: the client raises the same typed error.
+        with pytest.raises(InvalidRequest) as classic_error:
             await api_classic.add(service, link=LINK, quantity=100)
-        assert (classic_error.value.status, classic_error.value.message) == (200, "Insufficient balance")
+        assert (classic_error.value.status, classic_error.value.message) == (400, "Insufficient balance")
     assert await order_count(pool, poor.account_id) == 1
     assert await order_count(pool, classic.account_id) == 0
 
@@ -169,6 +169,12 @@ async def test_429_and_503_are_retried_honouring_retry_after(front: Front, pool:
     async with AsyncClient(front.url, customer.key, retry=FAST) as client:
         with pytest.raises(ServiceUnavailable):
             await client.balance()
+    # A classic key's 503 comes as 200 with X-Error-Status: 503, and is retried all the same.
+    front.plan = ["classic503", "classic503"]
+    received = front.received
+    async with AsyncClient(front.url, customer.key, retry=FAST) as client:
+        assert (await client.balance()).currency == "USD"
+    assert front.received - received == 3
     # A Retry-After longer than the policy allows is not slept through.
     front.plan = ["429:3600"]
     async with AsyncClient(front.url, customer.key, retry=FAST) as client:

@@ -94,7 +94,7 @@ test('typed errors carry the message, under either profile', async () => {
     (e) => e instanceof AuthenticationError && e.status === 401 && e.message === 'Invalid API key');
   const classic = new Client(API, KEYS.classic, { retry: FAST });
   await assert.rejects(classic.add(SERVICE, { link: LINK, quantity: 100000 }),
-    (e) => e instanceof PanelflowError && e.status === 200 && e.message === 'Quantity must be between 10 and 10000');
+    (e) => e instanceof InvalidRequest && e.status === 400 && e.message === 'Quantity must be between 10 and 10000');
   // A classic key takes an order without request_id (one per call).
   const placed = await classic.call('add', { service: SERVICE, link: LINK, quantity: 10 });
   assert.equal(typeof placed.order, 'number');

@@ -97,13 +97,20 @@ def interpret(status: int, headers: Mapping[str, str], body: bytes) -> Any:
     except ValueError:
         raise ServerError(f"HTTP {status}: the answer is not JSON", status) from None
     if isinstance(value, dict) and set(value) == {"error"}:
-        error = error_for(status, str(value["error"]))
+        # A classic key's errors come with 200 and the status they stand for in X-Error-Status.
+        error = error_for(_error_status(status, headers.get("X-Error-Status")), str(value["error"]))
         if isinstance(error, RateLimited):
             error.retry_after = _seconds(headers.get("Retry-After"))
         raise error
     if status != 200:
         raise error_for(status, f"HTTP {status}")
     return value
+
+
+def _error_status(status: int, header: str | None) -> int:
+    if status == 200 and header is not None and header.isdigit():
+        return int(header)
+    return status
 
 
 def _seconds(header: str | None) -> float | None:
