@@ -51,12 +51,13 @@ def request_schemas(settings: Settings, *, json_body: bool) -> dict[str, Schema]
     """Component name -> schema: one per action, and for `add` one per order type."""
     schemas: dict[str, Schema] = {}
     variants: list[Schema] = []
+    suffix = " (JSON)" if json_body else ""  # titles name generated clients' models: one per variant
     for action, doc in parameters.ACTIONS.items():
         name = _component(action, json_body=json_body)
         scope = ACTION_SCOPES.get(action, "?")
         if action != "add":
             schemas[name] = {
-                "title": action,
+                "title": f"{action}{suffix}",
                 "description": f"{doc.summary} Key scope: `{scope}`.",
                 **_request(action, doc, (), json_body=json_body, settings=settings),
             }
@@ -67,13 +68,13 @@ def request_schemas(settings: Settings, *, json_body: bool) -> dict[str, Schema]
             type_name = f"{name}{_camel(order_type)}"
             notes = f" {type_doc.notes}" if type_doc.notes else ""
             schemas[type_name] = {
-                "title": f"add: {order_type}",
+                "title": f"add: {order_type}{suffix}",
                 "description": f"`add` for a service of type **{order_type}**. Charged: {type_doc.charged}.{notes}",
                 **_request(action, doc, type_doc.params, json_body=json_body, settings=settings),
             }
             types.append(ref(type_name))
         schemas[name] = {
-            "title": "add",
+            "title": f"add{suffix}",
             "description": f"{doc.summary} {doc.notes} Key scope: `{scope}`.",
             "anyOf": types,
         }
