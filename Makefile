@@ -72,6 +72,6 @@ chaos: setup
 	$(PY) -m chaos
 
 # A fresh api on its own database; Schemathesis' coverage and fuzzing phases, positive and negative, FUZZ_CASES
-# (2500) examples per operation and mode, seed FUZZ_SEED: one JSON summary, exit 1 on any failed check.
+# (1500) examples per operation and mode, seed FUZZ_SEED: one JSON summary, exit 1 on any failed check.
 fuzz: setup
 	$(PY) -m fuzz

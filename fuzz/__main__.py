@@ -1,8 +1,8 @@
 """`python -m fuzz` (`make fuzz`): a long Schemathesis run against a fresh api process; prints a JSON summary.
 
 Settings (environment, or the options of the same name): FUZZ_CASES (examples per operation and generation
-mode, 2500: with GET and POST and both modes that is at least 5,000 cases), FUZZ_SEED (random when unset; printed
-in the summary, and the same seed repeats the run), FUZZ_MAX_TIME (seconds, optional). Uses its own database and
+mode of the fuzzing phase, 1500; with the coverage phase's cases a run sends about 5,500), FUZZ_SEED (random
+when unset; printed in the summary, and the same seed repeats the run), FUZZ_MAX_TIME (seconds, optional). Uses its own database and
 AMQP names on the configured Postgres and RabbitMQ, removed afterwards; exits 1 when any check failed.
 """
 
@@ -29,7 +29,7 @@ from tests.support.processes import ApiProcess
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__.split("\n\n")[0])
     env = os.environ.get
-    parser.add_argument("--cases", type=int, default=int(env("FUZZ_CASES", "2500")))
+    parser.add_argument("--cases", type=int, default=int(env("FUZZ_CASES", "1500")))
     parser.add_argument("--seed", type=int, default=int(env("FUZZ_SEED", str(random.SystemRandom().randrange(10**6)))))
     parser.add_argument("--max-time", type=float, default=float(env("FUZZ_MAX_TIME", "0")) or None)
     return parser.parse_args(argv)
