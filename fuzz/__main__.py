@@ -2,8 +2,9 @@
 
 Settings (environment, or the options of the same name): FUZZ_CASES (examples per operation and generation
 mode of the fuzzing phase, 1500; with the coverage phase's cases a run sends about 5,500), FUZZ_SEED (random
-when unset; printed in the summary, and the same seed repeats the run), FUZZ_MAX_TIME (seconds, optional). Uses its own database and
-AMQP names on the configured Postgres and RabbitMQ, removed afterwards; exits 1 when any check failed.
+when unset; printed in the summary, and the same seed repeats the run), FUZZ_MAX_TIME (seconds, optional).
+Uses its own database and AMQP names on the configured Postgres and RabbitMQ, removed afterwards; exits 1 when
+any check failed.
 """
 
 from __future__ import annotations
