@@ -82,8 +82,16 @@ def available(settings: Settings, demo: dict[str, str]) -> list[Process]:
             secret = demo.get("PANELFLOW_DEMO_WEBHOOK_SECRET")
             if not secret or not _runnable(process.module):
                 continue
+            # A file only we can read, not an argument: arguments show in `ps`.
+            RUN_DIR.mkdir(mode=0o700, exist_ok=True)
+            secret_file = RUN_DIR / "receiver-secret"
+            secret_file.touch(mode=0o600)
+            secret_file.chmod(0o600)
+            secret_file.write_text(secret + "\n")
             process = Process(
-                process.name, process.module, ("--port", str(settings.demo_webhook_port), "--secret", secret)
+                process.name,
+                process.module,
+                ("--port", str(settings.demo_webhook_port), "--secret-file", str(secret_file)),
             )
         elif not _runnable(process.module + ".__main__"):
             continue

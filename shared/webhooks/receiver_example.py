@@ -1,6 +1,6 @@
 """A webhook receiver using only the standard library: verifies each delivery and prints it.
 
-    python -m shared.webhooks.receiver_example --port 8099 --secret whsec_...
+    python -m shared.webhooks.receiver_example --port 8099 --secret-file whsec.txt   (or --secret-file - : stdin)
 
 It is the copy-paste example of docs/webhooks.md (and the local receiver of the demo). It verifies the
 Standard Webhooks signature and the timestamp window, answers 2xx quickly, and dedupes on `webhook-id`.
@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -61,13 +62,28 @@ def make_handler(secret: str) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def read_secret(path: str) -> str:
+    """The secret from a file, or stdin for `-`: never from the command line, where `ps` and history show it."""
+    if path == "-":
+        text = sys.stdin.read()
+    else:
+        with open(path) as file:
+            text = file.read()
+    secret = text.strip()
+    if not secret.startswith("whsec_"):
+        raise SystemExit(f"{path}: expected the whsec_... secret that webhook.add returned")
+    return secret
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="print verified panelflow webhooks")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8099)
-    parser.add_argument("--secret", required=True, help="the whsec_ secret webhook.add returned")
+    parser.add_argument(
+        "--secret-file", required=True, help="a file holding the whsec_ secret webhook.add returned; - reads stdin"
+    )
     args = parser.parse_args()
-    ThreadingHTTPServer((args.host, args.port), make_handler(args.secret)).serve_forever()
+    ThreadingHTTPServer((args.host, args.port), make_handler(read_secret(args.secret_file))).serve_forever()
 
 
 if __name__ == "__main__":

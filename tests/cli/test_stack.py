@@ -98,6 +98,11 @@ def test_make_run_demo_order_goes_to_completed_and_the_receiver_verifies_its_web
         assert (tmp_path / ".run" / "receiver.log").read_text().count("verified order.completed") == 1
         pids = {p.stem: int(p.read_text()) for p in run.glob("*.pid")}
         assert set(pids) == {"api", "worker", "webhooks", "provider-sim", "receiver"}
+        # The receiver got the webhook secret from a file only we can read, not on its command line (`ps`).
+        receiver_cmdline = Path(f"/proc/{pids['receiver']}/cmdline").read_bytes()
+        assert demo["PANELFLOW_DEMO_WEBHOOK_SECRET"].encode() not in receiver_cmdline
+        assert b"--secret-file" in receiver_cmdline
+        assert (run / "receiver-secret").stat().st_mode & 0o077 == 0
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=40)

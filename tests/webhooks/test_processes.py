@@ -147,11 +147,13 @@ async def test_the_documented_receiver_example_verifies_real_deliveries(
 
     port = free_port()
     hook, secret = await register(pool, wh_settings, account_id=account, url=f"http://{RECEIVER_HOST}:{port}/")
+    secret_file = logs_dir / f"receiver-secret-{port}"
+    secret_file.write_text(secret + "\n")
     example = ManagedProcess(
         "shared.webhooks.receiver_example",
         settings_env(wh_settings),
         logs_dir / "receiver-example.log",
-        ["--host", RECEIVER_HOST, "--port", str(port), "--secret", secret],
+        ["--host", RECEIVER_HOST, "--port", str(port), "--secret-file", str(secret_file)],
     ).start()
     try:
         await dispatchers()
