@@ -50,6 +50,9 @@ class SendMarks:
                     return None
             except DATABASE_UNAVAILABLE as exc:
                 return f"not sent: the database is unavailable, the send could not be recorded ({type(exc).__name__})"
+            except Exception as exc:  # whatever failed, the mark may be missing: the request must not go out
+                log.exception("send_mark_failed", order_id=order_id, attempt=attempt)
+                return f"not sent: the send could not be recorded ({type(exc).__name__})"
             return "not sent: the claim is no longer this attempt's (released or taken over)"
 
         return hook
