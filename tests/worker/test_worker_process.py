@@ -28,6 +28,7 @@ from tests.support.processes import settings_env
 from tests.support.worker import SimProcess, WorkerProcess, order_row, place, unique_link, wait_for
 
 PANELFLOW = Path(sys.executable).parent / "panelflow"
+STALE_PARKED = "worker stopped during the upstream call: outcome unknown"
 TERMINAL = ("completed", "partial", "canceled")
 
 
@@ -272,11 +273,15 @@ async def test_three_worker_kills_under_upstream_latency_park_only_what_may_be_b
         assert all(r["status"] != "unknown" for r in rows)
     else:
         assert max(adds.values()) == 1, "no order sent twice"
-        assert all(adds[r["link"]] == 1 for r in parked), "only orders whose request reached the provider park"
+        assert all(bought[r["link"]] == 1 for r in rows if r["status"] != "unknown"), "the others bought once"
         # Parked because the worker died mid-call, or (a loaded machine) because a sent request timed out.
-        reasons = {r["last_error"] for r in parked}
-        assert reasons <= {"worker stopped during the upstream call: outcome unknown", "outcome unknown: timeout"}
-        assert all(adds[r["link"]] == 1 for r in rows), "every order not parked was bought (once)"
+        assert {r["last_error"] for r in parked} <= {STALE_PARKED, "outcome unknown: timeout"}
+        # Only requests that may have started park: their send mark is committed once they hold one of the
+        # provider's `upstream_concurrency` slots, so at most that many per kill. (Claims far beyond it were
+        # never sent and went back to pending.) Most of them reached the provider; one whose worker died between
+        # committing the mark and writing the request did not, and still parks: that cannot be told apart.
+        died_mid_call = [r for r in parked if r["last_error"] == STALE_PARKED]
+        assert len(died_mid_call) <= 3 * wsettings.upstream_concurrency
 
 
 async def test_batch_events_redelivered_and_overlapping_buy_each_order_once(
