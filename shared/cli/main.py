@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from shared.cli.base import CommandError, Handler, Parser
+from shared.crypto.secretbox import SecretBoxError
 from shared.logging import configure_logging
 from shared.settings import Settings
 
@@ -64,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return asyncio.run(handler(args, settings))
-    except CommandError as exc:
+    except (CommandError, SecretBoxError) as exc:
+        # SecretBoxError: an encryption key missing (outside development) or wrong; its message says which.
         print(f"panelflow: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

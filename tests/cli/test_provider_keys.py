@@ -126,3 +126,12 @@ async def test_migrate_encrypts_the_plaintext_keys_of_an_older_database(fresh_se
         assert (again.code, again.out.strip()) == (0, "database is up to date")
     finally:
         await conn.close()
+
+
+def test_demo_seed_outside_development_without_the_keys_is_one_clear_line(cli: Cli, tmp_path: Path) -> None:
+    key_file = tmp_path / "demo-key"
+    cli(
+        "demo", "seed", "--key-file", str(key_file),
+        PANELFLOW_ENV="production", PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY="", PANELFLOW_WEBHOOK_SECRET_KEY="",
+    ).assert_user_error(says="is not set: it is required outside development")  # fmt: skip
+    assert not key_file.exists()
