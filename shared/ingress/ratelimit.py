@@ -6,7 +6,8 @@ state (one theoretical arrival time per key) is kept in-process, or in Redis whe
 api replicas share it then; the library updates it with one atomic script per call).
 A limit of 0 lifts that layer; `rate_limits_enabled=false` lifts all of them.
 While the store fails (Redis down or slower than REDIS_TIMEOUT_S), every layer lets calls through (fail open:
-availability over limits), `panelflow_ratelimit_store_up` is 0 and `panelflow_ratelimit_fail_open_total` counts them.
+availability over limits), `panelflow_ratelimit_store_up` is 0 and `panelflow_ratelimit_fail_open_total` counts them;
+after a failure the store is left alone for STORE_RETRY_AFTER_S, so a hung Redis does not add a timeout to every call.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def headers(state: LayerState, *, denied: bool = False, now: float) -> dict[str,
 
 # A slow Redis must not stall requests: give up quickly and fail open (see `_hit`).
 REDIS_TIMEOUT_S = 0.5
+# After a store failure, calls do not wait on the store again for this long: a hung Redis costs one timeout per
+# interval, not one per layer and call.
+STORE_RETRY_AFTER_S = 1.0
 
 
 def _store(settings: Settings) -> BaseStore:
@@ -81,6 +85,7 @@ class RateLimiter:
         self._limiters: dict[int, BaseRateLimiter] = {}
         self._store_error_logged_at = 0.0
         self._store_up = True
+        self._store_skipped_until = 0.0
         metrics.RATE_LIMIT_STORE_UP.set(1)
 
     async def close(self) -> None:
@@ -99,11 +104,14 @@ class RateLimiter:
         return limiter
 
     async def _hit(self, layer: str, identifier: str, per_minute: int) -> LayerState:
+        # A rate-limit store outage must not take the API down with it: let the call through, and say so (the
+        # gauge, the counter, a log line every STORE_ERROR_LOG_EVERY_S).
+        if time.monotonic() < self._store_skipped_until:
+            metrics.RATE_LIMIT_FAIL_OPEN.labels(layer=layer).inc()
+            return LayerState(layer, per_minute, per_minute, time.time() + 60)
         try:
             result = await self._limiter(per_minute).limit(f"{layer}:{identifier}")
         except Exception as exc:
-            # A rate-limit store outage must not take the API down with it: let the call through, and say so
-            # (the gauge, the counter, a log line every STORE_ERROR_LOG_EVERY_S).
             self._store_failed(exc, layer)
             return LayerState(layer, per_minute, per_minute, time.time() + 60)
         if not self._store_up:
@@ -121,6 +129,7 @@ class RateLimiter:
             self._store_up = False
             metrics.RATE_LIMIT_STORE_UP.set(0)
         now = time.monotonic()
+        self._store_skipped_until = now + STORE_RETRY_AFTER_S
         if now - self._store_error_logged_at > STORE_ERROR_LOG_EVERY_S:
             self._store_error_logged_at = now
             log.error("rate_limit_store_failed", error=repr(exc), limits="off until the store answers again")

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -62,6 +66,7 @@ async def test_redis_down_keeps_serving_with_limits_off_and_says_so(
             assert await sample(http, api, "panelflow_ratelimit_fail_open_total", layer=layer) == 3 * LIMIT
 
         await private_redis.start()  # back, empty: fresh budgets
+        await asyncio.sleep(1.1)  # the store is tried again a second after its last failure
         statuses = [(await client.call(key, "balance")).status for _ in range(LIMIT + 1)]
         assert statuses == [200] * LIMIT + [429]
         assert await sample(http, api, "panelflow_ratelimit_store_up") == 1
@@ -70,3 +75,36 @@ async def test_redis_down_keeps_serving_with_limits_off_and_says_so(
     log = api.log_text()
     assert '"rate_limit_store_failed"' in log
     assert '"rate_limit_store_recovered"' in log
+
+
+async def test_a_hung_redis_costs_one_timeout_per_second_not_one_per_layer_and_call(
+    settings: Settings,
+    logs_dir: Path,
+    http: aiohttp.ClientSession,
+    pool: asyncpg.Pool,
+    private_redis: PrivateRedis,
+) -> None:
+    api = await ApiProcess(
+        settings,
+        logs_dir / "api-redis-hung.log",
+        relay_enabled=False,
+        rate_limits_enabled=True,
+        redis_url=private_redis.url,
+        rate_limit_redis_prefix=f"pftest-{uuid.uuid4().hex[:8]}",
+    ).started()
+    assert private_redis.proc is not None
+    try:
+        client = ApiClient(http, api.url)
+        _, key = await make_customer(pool)
+        assert (await client.call(key, "balance")).status == 200
+        os.kill(private_redis.proc.pid, signal.SIGSTOP)  # accepts connections, never answers: every call times out
+        started = time.monotonic()
+        statuses = [(await client.call(key, "balance")).status for _ in range(12)]
+        elapsed = time.monotonic() - started
+        assert statuses == [200] * 12
+        # Waiting on the store for each of three layers, 0.5 s each, on every call: 18 s.
+        assert elapsed < 6, elapsed
+        assert await sample(http, api, "panelflow_ratelimit_store_up") == 0
+    finally:
+        os.kill(private_redis.proc.pid, signal.SIGCONT)
+        api.stop()
