@@ -54,3 +54,16 @@ async def test_allowed_networks_let_a_development_provider_in(settings: Settings
     assert await pool.fetchval("SELECT url FROM providers WHERE id = $1", int(result.out)) == (
         "http://127.0.0.1:8090/api/v2"
     )
+
+
+async def test_a_host_that_does_not_resolve_now_is_added_with_a_warning(settings: Settings, pool: asyncpg.Pool) -> None:
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    result = run_cli(
+        settings, "provider", "add", "--name", name, "--url", "https://nowhere.invalid/api/v2", "--key-file", "-",
+        stdin="k",
+    )  # fmt: skip
+    assert result.code == 0, result
+    assert result.err.strip() == (
+        "warning: nowhere.invalid cannot be resolved now; calls to it will fail until it can"
+    ), result.err
+    assert await pool.fetchval("SELECT name FROM providers WHERE id = $1", int(result.out)) == name
