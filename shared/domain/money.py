@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 
+from shared.domain.bounds import fits_numeric
+
 PLACES = Decimal("0.00001")
+# Balances, charges and ledger amounts are NUMERIC(20, 5).
+AMOUNT_COLUMN = (20, 5)
 ZERO = Decimal("0")
 # The smallest currency unit: no order costs less. One whose charge rounds to 0 is refused, never placed for free.
 MINIMUM_CHARGE = PLACES
@@ -54,6 +58,8 @@ def parse_amount(text: str) -> Decimal:
         raise ValueError(f"not a decimal amount: {text!r}") from exc
     if not value.is_finite() or value <= 0:
         raise ValueError(f"amount must be positive: {text!r}")
+    if not fits_numeric(value, *AMOUNT_COLUMN):  # before quantize: 1e1000000 cannot be rounded to 5 places
+        raise ValueError(f"amount is too large for a balance (NUMERIC(20, 5)): {text!r}")
     if quantize(value) != value:
         raise ValueError(f"amount has more than 5 decimal places: {text!r}")
     return value

@@ -46,7 +46,9 @@ def test_format_charge_shows_a_fully_refunded_order_as_zero_as_the_contract_says
     assert format_charge(Decimal("0.000004")) == "0.00"  # rounds to nothing but is not a refunded order
 
 
-@pytest.mark.parametrize("text", ["", "abc", "-1", "0", "1.000001", "NaN", "Infinity"])
+@pytest.mark.parametrize(
+    "text", ["", "abc", "-1", "0", "1.000001", "NaN", "Infinity", "1e1000000", "1e15", "1" * 29, "1e-1000000"]
+)
 def test_parse_amount_refuses_bad_amounts(text: str) -> None:
     with pytest.raises(ValueError, match="amount"):
         parse_amount(text)
