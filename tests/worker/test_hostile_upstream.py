@@ -129,13 +129,14 @@ async def test_a_hostile_upstream_cannot_stall_or_fail_the_worker(
         # Both followed orders are polled in one batch: one with absurd numbers, one with a dirty error text.
         hostile.entries[rows[followed]["provider_order_id"]] = dict(HUGE)
         hostile.entries[rows[garbled]["provider_order_id"]] = {"error": "Not found\x00\ud800"}
-        polls = rows[followed]["polls"]
+        polls = {o: rows[o]["polls"] for o in (followed, garbled)}
 
         async def polled() -> bool:
             started = time.perf_counter()
             await parts.poller.poll_once()
             assert time.perf_counter() - started < 5.0  # a stalled loop would take many seconds per number
-            return bool((await order_row(wpool, followed))["polls"] > polls)
+            now = {o: (await order_row(wpool, o))["polls"] for o in polls}
+            return all(now[o] > before for o, before in polls.items())
 
         await wait_for(polled, timeout=15)
         row, other = await order_row(wpool, followed), await order_row(wpool, garbled)
