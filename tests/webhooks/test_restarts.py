@@ -1,8 +1,12 @@
 """A real `python -m services.webhooks` process against a PRIVATE Postgres that restarts under it: deliveries
-placed after the restart arrive within seconds and the process stays (truly) ready."""
+placed after the restart arrive within seconds and the process stays (truly) ready; a Postgres that freezes
+(stops answering without closing anything) makes `/readyz` name the loop stuck on it, until it thaws."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -86,3 +90,69 @@ async def test_the_dispatcher_delivers_again_after_a_postgres_restart(
     finally:
         proc.stop(timeout=10)
     assert '"loop_crashed"' not in proc.log_text(), proc.log_text()[-3000:]
+
+
+def _postgres_pids(pg: PrivatePostgres) -> list[int]:
+    """The postmaster of the private cluster and its children (backends, background workers)."""
+    postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            children.append(int(stat.parent.name))
+    return [postmaster, *children]
+
+
+async def test_a_loop_stuck_on_a_frozen_database_makes_readiness_fail_naming_it(
+    private_postgres: PrivatePostgres,
+    private_pool: asyncpg.Pool,
+    wh_settings: Settings,
+    logs_dir: Path,
+) -> None:
+    settings = wh_settings.model_copy(
+        update={
+            "database_url": private_postgres.database_url("panelflow"),
+            "amqp_prefix": f"{wh_settings.amqp_prefix}fz{uuid.uuid4().hex[:4]}",
+            "loop_stall_s": 2.0,
+        }
+    )
+    ops_port = free_port()
+    env = settings_env(settings, webhook_secret_key=SECRET_KEY, metrics_port_webhooks=ops_port)
+    proc = ManagedProcess("services.webhooks", env, logs_dir / f"webhooks-frozen-{uuid.uuid4().hex[:6]}.log")
+    proc.start()
+    readyz = f"http://127.0.0.1:{ops_port}/readyz"
+    frozen: list[int] = []
+    try:
+        await proc.wait_http(readyz, timeout=30)
+        # The server stops answering without closing anything (a frozen VM, a partition): the claim's query
+        # waits for ever on its held connection.
+        frozen = _postgres_pids(private_postgres)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+
+        async def stalled() -> bool:
+            status, body = await _ready(readyz)
+            return status == 503 and "webhook-claim" in str(body)
+
+        await wait_until(stalled, timeout=15, interval=0.2)
+        _, body = await _ready(readyz)
+        assert "loops not making progress: webhook-claim" in str(body["failed"]), body
+
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        frozen = []
+
+        async def ready() -> bool:
+            status, _ = await _ready(readyz)
+            return status == 200
+
+        await wait_until(ready, timeout=15, interval=0.2)
+        assert proc.alive()
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        proc.stop(timeout=10)
