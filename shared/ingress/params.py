@@ -18,17 +18,16 @@ from aiohttp.http_exceptions import BadHttpMessage
 from shared.domain.bounds import check_client_text, client_text_problem
 from shared.errors import BodyTooLarge, IncorrectOrderId, InvalidApiKey, InvalidParameter
 
-_FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 _ID_SPLIT = re.compile(r"[\s,]+")
 # Ids are BIGINT: more digits than this cannot be one of ours and must not reach the database.
 _ID_DIGITS_MAX = 18
-# What aiohttp's multipart reader raises on a body that is no multipart form (no or a wrong boundary, a part
-# without a name, an unknown charset, bytes that are not text in it).
-# BadHttpMessage: aiohttp's parser of a part's headers refuses e.g. control characters in them.
 # In a form or query string, what needs decoding or checking: escapes, and characters no clean text holds (C0, DEL,
 # C1, surrogates from a surrogateescape'd request line); without any of them every field is clean as it stands.
 _PLAIN_FORM_UNSAFE = re.compile("[%\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# What aiohttp's multipart reader raises on a body that is no multipart form (no or a wrong boundary, a part
+# without a name, an unknown charset, bytes that are not text in it); BadHttpMessage: its parser of a part's
+# headers refuses e.g. control characters in them.
 _MULTIPART_ERRORS = (ValueError, AssertionError, LookupError, TypeError, KeyError, BadHttpMessage)
 
 
