@@ -69,7 +69,7 @@ bench: setup
 # The whole stack on private Postgres/RabbitMQ/Redis instances of its own (never the configured ones), faults
 # injected for CHAOS_SECONDS (600) with seed CHAOS_SEED, then the audit: one JSON summary, exit 1 on a broken guarantee.
 chaos: setup
-	$(PY) -m chaos
+	@$(PY) -m chaos
 
 # A fresh api on its own database; Schemathesis' coverage and fuzzing phases, positive and negative, FUZZ_CASES
 # (1500) examples per operation and mode, seed FUZZ_SEED: one JSON summary, exit 1 on any failed check.
