@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 
 from chaos.audit import Check, audit
-from chaos.evidence import gather, unsettled
+from chaos.evidence import dead_lettered, gather, unsettled
 from chaos.load import Load
 from chaos.nemesis import CLASSES, Nemesis, schedule
 from chaos.receiver import Receiver
@@ -146,6 +146,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
         checks.append(Check("processes_healthy_after_faults", not healthy, 0 if healthy else 1))
+        dlq = await dead_lettered(stack.settings())
+        checks.append(
+            Check(
+                "dead_lettered",
+                bool(dlq),
+                sum(dlq.values()),
+                [dlq] if dlq else [],
+                "messages a consumer gave up on (an operator must replay them)",
+            )
+        )
         h = load.history
         summary: dict[str, Any] = {
             "seed": args.seed,

@@ -12,6 +12,9 @@ import asyncpg
 
 from shared.db.accounts import LedgerMismatch, ledger_mismatches
 from shared.domain.events import SUBSCRIBER_EVENTS
+from shared.messaging import topology
+from shared.messaging.connection import connect as connect_amqp
+from shared.settings import Settings
 
 IN_FLIGHT = ("pending", "submitting", "in_progress", "processing")
 
@@ -135,3 +138,20 @@ async def gather(conn: asyncpg.Connection, sim_stats: dict[str, Any]) -> Evidenc
         adds_per_link={str(k): int(v) for k, v in sim_stats.get("adds_per_link", {}).items()},
         orders_per_link={str(k): int(v) for k, v in sim_stats.get("orders_per_link", {}).items()},
     )
+
+
+async def dead_lettered(settings: Settings) -> dict[str, int]:
+    """Messages in each dead-letter queue: events a consumer gave up on, kept for an operator's replay."""
+    connection = await connect_amqp(settings.amqp_url, timeout=10)
+    try:
+        channel = await connection.channel()
+        counts = {}
+        for spec in topology.QUEUES:
+            name = topology.dead_letter_queue_name(settings, spec.name)
+            queue = await channel.declare_queue(name, passive=True)
+            count = queue.declaration_result.message_count or 0
+            if count:
+                counts[spec.name] = int(count)
+        return counts
+    finally:
+        await connection.close()
