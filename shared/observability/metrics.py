@@ -91,7 +91,8 @@ DLQ_MESSAGES = Gauge(
 # --- worker -------------------------------------------------------------------------------------------------------
 SUBMISSIONS = Counter(
     "panelflow_worker_submissions_total",
-    "Upstream `add` outcomes of orders (accepted, refused, retried, parked)",
+    "Upstream `add` outcomes of orders (accepted, refused, retried, parked; requeued: a stopped worker's claim back "
+    "to pending)",
     ["outcome"],
 )
 UPSTREAM_LATENCY = Histogram(

@@ -17,6 +17,7 @@ import structlog
 from shared.db import refills as refills_sql
 from shared.db import submissions as submissions_sql
 from shared.db.submissions import STALE_REASONS, StaleOutcome
+from shared.observability import metrics
 from shared.settings import Settings
 from shared.worker.cancels import Cancels
 from shared.worker.refills import Refills
@@ -48,9 +49,11 @@ class Sweeper:
                     reason = STALE_REASONS[order.outcome]
                     if order.outcome is StaleOutcome.PARKED:
                         done["parked"] += 1
+                        metrics.SUBMISSIONS.labels(outcome="parked").inc()
                         log.error("order_parked", order_id=order.id, attempt=order.attempt, reason=reason)
                     else:
                         done["requeued"] += 1
+                        metrics.SUBMISSIONS.labels(outcome="requeued").inc()
                         log.warning("order_requeued", order_id=order.id, attempt=order.attempt, reason=reason)
                 progress()
             released = await refills_sql.release_stale(conn, older_than_s=timeout)

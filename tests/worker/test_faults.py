@@ -16,6 +16,7 @@ from shared.db import parked as parked_sql
 from shared.db import submissions as submissions_sql
 from shared.db.accounts import balance_of
 from shared.domain.lifecycle import upstream_add_params, upstream_request_id
+from shared.observability import metrics
 from shared.ordering.placement import Placer
 from shared.settings import Settings
 from shared.upstream.client import UpstreamClient
@@ -182,10 +183,12 @@ async def test_worker_dead_after_the_claim_before_sending_returns_the_order_to_p
     link = unique_link()
     order_id = await place_default(placer, wpool, catalog, link)
     await _claim_as_a_worker_that_then_dies(wpool, order_id)  # claim committed; the request never started
+    requeued = metrics.SUBMISSIONS.labels(outcome="requeued")._value.get()
     await parts.sweeper.sweep()  # younger than the timeout: left alone
     assert (await order_row(wpool, order_id))["status"] == "submitting"
     done = await _sweep_after_the_timeout(wpool, wsettings)
     assert (done["parked"], done["requeued"]) == (0, 1)
+    assert metrics.SUBMISSIONS.labels(outcome="requeued")._value.get() == requeued + 1
     row = await order_row(wpool, order_id)
     # Returned to pending and, the same sweep, submitted: bought once (the provider does not honour request_id).
     assert (row["status"], row["submit_attempts"]) == ("in_progress", 2)
