@@ -80,7 +80,10 @@ def _responses() -> dict[str, Schema]:
     responses: dict[str, Schema] = {
         "200": {
             "description": "The action's answer (its shape depends on `action`; the batch forms answer per id).",
-            "headers": _headers(denied=False),
+            "headers": {
+                **_headers(denied=False),
+                "X-Error-Status": {"$ref": "#/components/headers/X-Error-Status"},
+            },
             "content": {"application/json": {"schema": {"anyOf": [*success, CLASSIC_ERROR]}}},
         }
     }
@@ -224,6 +227,10 @@ def build(settings: Settings | None = None) -> dict[str, Any]:
     )
     headers["X-RateLimit-DeniedBy"] = _header(
         DENIED_HEADERS["X-RateLimit-DeniedBy"], {"type": "string", "enum": ["ip", "key", "tier"]}
+    )
+    headers["X-Error-Status"] = _header(
+        "Keys of the classic profile: on an error answered with 200, the status it stands for.",
+        {"type": "string", "pattern": "^[1-5][0-9][0-9]$"},
     )
     headers["Retry-After"] = _header(DENIED_HEADERS["Retry-After"], {"type": "string", "pattern": "^[0-9]+$"})
     return {

@@ -108,3 +108,15 @@ async def test_webhook_answers(pool: asyncpg.Pool, client: ApiClient, doc: Docum
     doc.check(await client.call(key, "webhook.delete", webhook=endpoint), "webhook.delete")
     doc.check_error(await client.call(key, "webhook.add", url="http://127.0.0.1:9/hook"))  # not public: 400
     doc.check_error(await client.call(None, "balance"))  # 401
+
+
+async def test_a_classic_keys_error_is_the_documented_200(pool: asyncpg.Pool, client: ApiClient, doc: Document) -> None:
+    _, key = await make_customer(pool, profile="classic")
+    reply = await client.call(key, "status", order=99999999)
+    assert reply.status == 200
+    whole = doc.document["paths"]["/api/v2"]["post"]["responses"]["200"]
+    assert doc.errors(whole["content"]["application/json"]["schema"], reply.body) == []
+    header = doc.components["headers"]["X-Error-Status"]["schema"]
+    assert "X-Error-Status" in whole["headers"]
+    assert doc.errors(header, reply.headers["X-Error-Status"]) == []
+    assert reply.headers["X-Error-Status"] == "400"
