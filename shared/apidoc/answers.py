@@ -19,7 +19,7 @@ from shared.ingress.registry import ACTION_MODULES
 Schema = dict[str, Any]
 
 MONEY: Schema = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{2,5})?$", "examples": ["0.27819"]}
-COUNT_TEXT: Schema = {"type": "string", "pattern": "^[0-9]+$"}
+COUNT_TEXT: Schema = {"type": "string", "pattern": "^[0-9]+$", "examples": ["157"]}
 ID: Schema = {"type": "integer", "minimum": 1}
 CURRENCY: Schema = {"type": "string", "examples": ["USD"]}
 ORDER_STATUSES = sorted({public_order_status(s) for s in OrderState})
@@ -148,8 +148,8 @@ _ORDER_EVENT = {
     "order": ID,
     "status": {"type": "string", "enum": ORDER_STATUSES},
     "charge": MONEY,
-    "remains": {"type": ["string", "null"], "pattern": "^[0-9]+$"},
-    "start_count": {"type": ["string", "null"], "pattern": "^[0-9]+$"},
+    "remains": {"type": ["string", "null"], "pattern": "^[0-9]+$", "examples": ["157"]},
+    "start_count": {"type": ["string", "null"], "pattern": "^[0-9]+$", "examples": ["3572"]},
     "currency": CURRENCY,
 }
 # The `data` of each event type a subscriber may receive (the event's payload without its account id).

@@ -180,6 +180,7 @@ def _webhooks() -> dict[str, Schema]:
                 "summary": str(event),
                 "description": f"{description} Signed per Standard Webhooks; retried with backoff until a 2xx.",
                 "tags": ["Webhooks"],
+                "security": [],  # signed with the endpoint's secret (headers below), not an API key
                 "parameters": parameters_,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
                 "responses": {"2XX": {"description": "Received; any other answer (or none) is retried."}},

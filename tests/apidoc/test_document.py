@@ -132,3 +132,14 @@ def test_schema_titles_are_unique() -> None:
     # Client generators name their models after the titles: two alike and one of the models goes missing.
     titles = [s["title"] for s in build(Settings.model_construct())["components"]["schemas"].values() if "title" in s]
     assert len(titles) == len(set(titles))
+
+
+def test_webhooks_are_signed_not_keyed() -> None:
+    document = build(Settings.model_construct())
+    for hook in document["webhooks"].values():
+        assert hook["post"]["security"] == []
+        assert {p["name"] for p in hook["post"]["parameters"]} == {
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+        }
