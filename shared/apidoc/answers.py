@@ -148,8 +148,8 @@ _ORDER_EVENT = {
     "order": ID,
     "status": {"type": "string", "enum": ORDER_STATUSES},
     "charge": MONEY,
-    "remains": {"type": ["string", "null"], "pattern": "^[0-9]+$", "examples": ["157"]},
-    "start_count": {"type": ["string", "null"], "pattern": "^[0-9]+$", "examples": ["3572"]},
+    "remains": {"type": "string", "pattern": "^[0-9]+$", "examples": ["157"]},
+    "start_count": {"type": "string", "pattern": "^[0-9]+$", "examples": ["3572"]},
     "currency": CURRENCY,
 }
 # The `data` of each event type a subscriber may receive (the event's payload without its account id).

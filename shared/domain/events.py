@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
+
+from shared.domain.statuses import OrderStatus
 
 
 class EventType(StrEnum):
@@ -40,3 +42,17 @@ class Event:
     payload: dict[str, Any]
     correlation_id: str | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(frozen=True)
+class OrderStatusChanged:
+    """`order.status_changed` and the terminal `order.completed` / `order.partial` / `order.canceled`, which carry
+    the same body: the order as `status` answers it after the change (`OrderStatus`, the one builder of both)."""
+
+    TYPE: ClassVar[EventType] = EventType.ORDER_STATUS_CHANGED
+    account_id: int
+    order: int
+    shown: OrderStatus
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"account_id": self.account_id, "order": self.order, **self.shown.answer()}

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from shared.domain.events import EventType
-from shared.domain.money import ZERO, format_charge, partial_refund
-from shared.domain.statuses import IN_FLIGHT, TERMINAL, OrderState, RefillState, public_order_status
+from shared.domain.events import EventType, OrderStatusChanged
+from shared.domain.money import ZERO, partial_refund
+from shared.domain.statuses import IN_FLIGHT, TERMINAL, OrderState, OrderStatus, RefillState, public_order_status
 
 # The contract's order status strings (as the upstream client normalises them) → our internal states.
 # An upstream "Pending" for an order it accepted means the order exists and waits there: for us it is in
@@ -135,16 +135,17 @@ def events_for(previous: OrderState, new: OrderState) -> list[EventType]:
 def status_payload(
     order: OrderView, *, state: OrderState, refunded: Decimal, start_count: int | None, remains: int | None
 ) -> dict[str, Any]:
-    """The body of the order events, as the contract's `status` reports the order (charge after refunds)."""
-    return {
-        "account_id": order.account_id,
-        "order": order.id,
-        "status": public_order_status(state),
-        "charge": format_charge(order.charge - refunded),
-        "remains": None if remains is None else str(remains),
-        "start_count": None if start_count is None else str(start_count),
-        "currency": order.currency,
-    }
+    """The body of the order events: the account, the order, and what `status` answers for it after the change."""
+    shown = OrderStatus.of(
+        state=state,
+        charge=order.charge,
+        refunded=refunded,
+        quantity=order.quantity,
+        start_count=start_count,
+        remains=remains,
+        currency=order.currency,
+    )
+    return OrderStatusChanged(order.account_id, order.id, shown).to_payload()
 
 
 def refill_state(upstream_status: str) -> RefillState | None:

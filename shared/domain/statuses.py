@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
+
+from shared.domain.money import format_charge
 
 
 class OrderState(StrEnum):
@@ -34,6 +38,54 @@ _PUBLIC = {
 
 def public_order_status(state: str) -> str:
     return _PUBLIC[OrderState(state)]
+
+
+@dataclass(frozen=True)
+class OrderStatus:
+    """An order as the contract's `status` answers it, and as its status events carry it: the one place that
+    turns an order's state and counters into the public strings.
+
+    `charge` is after refunds; counters the upstream has not reported yet read as nothing delivered
+    (`remains` = the quantity, or 0 once Completed) and `start_count` "0".
+    """
+
+    status: str
+    charge: str
+    start_count: str
+    remains: str
+    currency: str
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        state: str,
+        charge: Decimal,
+        refunded: Decimal,
+        quantity: int,
+        start_count: int | None,
+        remains: int | None,
+        currency: str,
+    ) -> OrderStatus:
+        if remains is None:
+            remains = 0 if state == OrderState.COMPLETED else quantity
+        return cls(
+            status=public_order_status(state),
+            charge=format_charge(charge - refunded),
+            start_count=str(start_count or 0),
+            remains=str(remains),
+            currency=currency,
+        )
+
+    def answer(self) -> dict[str, str]:
+        """The `status` action's answer for one order."""
+        return {
+            "charge": self.charge,
+            "start_count": self.start_count,
+            "status": self.status,
+            "remains": self.remains,
+            "currency": self.currency,
+        }
 
 
 class RefillState(StrEnum):

@@ -14,15 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from shared.db import orders as sql
-from shared.db.orders import OrderStatusRow
 from shared.db.outbox import add_events
 from shared.db.types import Conn
-from shared.domain.events import Event, EventType
-from shared.domain.statuses import IN_FLIGHT, OrderState
+from shared.domain.events import Event, EventType, OrderStatusChanged
+from shared.domain.statuses import IN_FLIGHT, OrderState, OrderStatus
 from shared.errors import IncorrectOrderId, NotEligible, ValidationFailed
 from shared.ingress.params import parse_id, split_ids
 from shared.ingress.registry import ActionContext, action
-from shared.ingress.views import status_event_payload
 
 
 async def _cancel(conn: Conn, ctx: ActionContext, order_id: int) -> None:
@@ -32,9 +30,8 @@ async def _cancel(conn: Conn, ctx: ActionContext, order_id: int) -> None:
             raise IncorrectOrderId()
         if order.status == OrderState.PENDING:
             await sql.cancel_pending_with_refund(conn, order)
-            row = OrderStatusRow(
-                id=order.id,
-                status=OrderState.CANCELED,
+            shown = OrderStatus.of(
+                state=OrderState.CANCELED,
                 charge=order.charge,
                 refunded=order.charge,
                 quantity=order.quantity,
@@ -42,7 +39,7 @@ async def _cancel(conn: Conn, ctx: ActionContext, order_id: int) -> None:
                 remains=order.quantity,
                 currency=order.currency,
             )
-            payload = status_event_payload(ctx.account_id, row)
+            payload = OrderStatusChanged(ctx.account_id, order.id, shown).to_payload()
             await add_events(
                 conn,
                 [

@@ -129,7 +129,9 @@ def test_status_payload_reports_charge_after_refunds_as_strings() -> None:
     }
     canceled = status_payload(order(), state=OrderState.CANCELED, refunded=Decimal("0.9"), start_count=None, remains=0)
     assert canceled["charge"] == "0"  # as `status` reports a Canceled order
-    assert canceled["start_count"] is None
+    assert canceled["start_count"] == "0"  # as `status` reports an order the upstream never counted
+    bought = status_payload(order(), state=OrderState.IN_PROGRESS, refunded=Decimal(0), start_count=None, remains=None)
+    assert (bought["start_count"], bought["remains"]) == ("0", str(order().quantity))  # nothing delivered yet
 
 
 def test_refill_states() -> None:
