@@ -9,11 +9,24 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from services.api.keys import ACTIONS, ADDRESS, CATALOG, FAILPOINTS, KEYS, LIMITER, PLACER, POOL, RELAY, SETTINGS
+from services.api.keys import (
+    ACTIONS,
+    ADDRESS,
+    CATALOG,
+    FAILPOINTS,
+    KEYS,
+    LIMITER,
+    PLACER,
+    POOL,
+    RELAY,
+    SCHEMA,
+    SETTINGS,
+)
 from services.api.middlewares import edge
 from services.api.protocol import handler_args
 from services.api.routes import add_routes
 from shared.db.pool import create_pool
+from shared.db.readiness import schema_check
 from shared.failpoints import Failpoints
 from shared.ingress.auth import KeyCache
 from shared.ingress.catalog import Catalog
@@ -45,6 +58,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         log.warning("database_unavailable_at_start", error=repr(exc))
         pool = await create_pool(settings.model_copy(update={"db_pool_min": 0}))
     app[POOL] = pool
+    app[SCHEMA] = schema_check(pool)
     yield
     await pool.close()
 
@@ -94,7 +108,7 @@ async def _metrics(app: web.Application) -> AsyncIterator[None]:
     ops = OpsServer(
         settings.metrics_host,
         settings.metrics_port_api,
-        {"database": database_check(app[POOL]), "loops": loops_check()},
+        {"database": database_check(app[POOL]), "schema": app[SCHEMA], "loops": loops_check()},
         reuse_port=settings.api_processes > 1,
     )
     await ops.start()

@@ -19,6 +19,7 @@ from services.api.keys import (
     PROFILE,
     RATE_STATES,
     REQUEST_ID,
+    SCHEMA,
     SETTINGS,
 )
 from services.api.reference import add_reference_routes
@@ -92,6 +93,14 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         async with request.app[POOL].acquire(timeout=READY_TIMEOUT_S) as conn:
             await conn.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        raise DependencyDown() from exc
+    try:
+        await request.app[SCHEMA]()
+    except NotReady as exc:  # new code before `panelflow migrate`: stay out of service
+        return json_response({"status": "unavailable", "failed": {"schema": str(exc)}}, status=503)
     except Exception as exc:
         if not database_unavailable(exc):
             raise

@@ -8,6 +8,7 @@ import asyncpg
 import structlog
 
 from shared.crypto.secretbox import WEBHOOK_SECRET_KEY_SETTING
+from shared.db.readiness import schema_check
 from shared.observability.http import consumer_check, database_check, loops_check
 from shared.observability.runtime import ProcessOps
 from shared.observability.sampling import Sampler, sample_webhooks
@@ -26,6 +27,7 @@ async def serve(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> 
         settings.metrics_port_webhooks,
         checks={
             "database": database_check(pool),
+            "schema": schema_check(pool),
             "broker": consumer_check(service.consumer),
             "loops": loops_check(),
         },

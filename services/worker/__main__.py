@@ -8,6 +8,7 @@ import asyncpg
 import structlog
 
 from shared.crypto.secretbox import PROVIDER_KEY_SETTING
+from shared.db.readiness import schema_check
 from shared.failpoints import Failpoints
 from shared.observability.broker_sampling import QueueDepthSampler
 from shared.observability.http import consumer_check, database_check, loops_check
@@ -28,6 +29,7 @@ async def serve(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> 
         settings.metrics_port_worker,
         checks={
             "database": database_check(pool),
+            "schema": schema_check(pool),
             "broker": consumer_check(worker.consumer),
             "loops": loops_check(),
         },

@@ -137,6 +137,10 @@ WEBHOOK_ENDPOINTS_DISABLED = Gauge("panelflow_webhook_endpoints_disabled", "Disa
 
 
 # --- every process ------------------------------------------------------------------------------------------------
+SCHEMA_MIGRATIONS_PENDING = Gauge(
+    "panelflow_schema_migrations_pending",
+    "Migrations this process's code expects that its database lacks (checked by /readyz; > 0: not ready)",
+)
 LOOP_RESTARTS = Counter(
     "panelflow_loop_restarts_total",
     "Background loops restarted by the supervisor after an unexpected exception or exit, by loop name",
