@@ -282,6 +282,27 @@ def test_k8s_deployments_match_the_processes() -> None:
     assert configmap["PANELFLOW_DB_STATEMENT_CACHE_SIZE"] == "0"  # through PgBouncer
 
 
+def test_k8s_pods_migrate_before_they_start_and_autoscaled_deployments_leave_replicas_alone() -> None:
+    objects = k8s_objects()
+    configmap = by_kind(objects, "ConfigMap")["panelflow-config"]["data"]
+    secret_keys = set(by_kind(objects, "Secret")["panelflow-secrets"]["stringData"])
+    deployments = by_kind(objects, "Deployment")
+    autoscaled = {o["spec"]["scaleTargetRef"]["name"] for o in by_kind(objects, "HorizontalPodAutoscaler").values()}
+    autoscaled |= {o["spec"]["scaleTargetRef"]["name"] for o in by_kind(objects, "ScaledObject").values()}
+    assert autoscaled == set(deployments)
+    for name, deployment in deployments.items():
+        assert "replicas" not in deployment["spec"], f"{name}: replicas fights its autoscaler on every apply"
+        (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+        assert init["command"] == ["panelflow", "migrate", "--wait"], name
+        assert init["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"], name
+        env = _container_env(init, configmap, secret_keys)
+        direct = next(v for v in init["env"] if v["name"] == "PANELFLOW_DATABASE_URL")
+        assert direct["valueFrom"]["secretKeyRef"]["key"] == "database-url-direct", name
+        assert env["PANELFLOW_PROVIDER_KEY_ENCRYPTION_KEY"] == "<secret>", name
+        assert all(setting_of(var) for var in env), name
+    assert not by_kind(objects, "Job"), "migrations run in the pods' init containers, not a Job to re-create"
+
+
 def test_k8s_autoscaling_and_disruption_budgets_target_real_things() -> None:
     objects = k8s_objects()
     deployments = by_kind(objects, "Deployment")
@@ -330,13 +351,12 @@ def _pods(objects: list[dict]) -> dict[str, dict]:
 
 def test_every_pod_has_seccomp_runtime_default_and_no_service_account_token() -> None:
     pods = _pods(k8s_objects() + k8s_objects(DEMO))
-    assert set(pods) == {"panelflow-api", "panelflow-worker", "panelflow-webhooks", "panelflow-migrate",
-                         "panelflow-provider-sim"}  # fmt: skip
+    assert set(pods) == {"panelflow-api", "panelflow-worker", "panelflow-webhooks", "panelflow-provider-sim"}
     for name, pod in pods.items():
         spec = pod["spec"]
         assert spec.get("automountServiceAccountToken") is False, name
         assert spec["securityContext"].get("seccompProfile") == {"type": "RuntimeDefault"}, name
-        for container in spec["containers"]:
+        for container in spec["containers"] + spec.get("initContainers", []):
             assert container["securityContext"]["allowPrivilegeEscalation"] is False, (name, container["name"])
 
 
@@ -394,7 +414,7 @@ def test_network_policies_let_only_the_ingress_reach_the_api_and_only_our_pods_r
                         assert store == "rabbitmq", (store, peer)
                         assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "keda"}
         data_stores = {"postgres", "pgbouncer", "rabbitmq", "redis"}
-        assert {"panelflow-api", "panelflow-worker", "panelflow-webhooks", "panelflow-migrate"} <= allowed
+        assert {"panelflow-api", "panelflow-worker", "panelflow-webhooks"} <= allowed
         assert allowed <= ours | data_stores, allowed - ours - data_stores
 
 
