@@ -132,9 +132,9 @@ def events_for(previous: OrderState, new: OrderState) -> list[EventType]:
     return events
 
 
-def status_payload(
+def status_event(
     order: OrderView, *, state: OrderState, refunded: Decimal, start_count: int | None, remains: int | None
-) -> dict[str, Any]:
+) -> OrderStatusChanged:
     """The body of the order events: the account, the order, and what `status` answers for it after the change."""
     shown = OrderStatus.of(
         state=state,
@@ -145,7 +145,13 @@ def status_payload(
         remains=remains,
         currency=order.currency,
     )
-    return OrderStatusChanged(order.account_id, order.id, shown).to_payload()
+    return OrderStatusChanged(order.account_id, order.id, shown)
+
+
+def status_payload(
+    order: OrderView, *, state: OrderState, refunded: Decimal, start_count: int | None, remains: int | None
+) -> dict[str, Any]:
+    return status_event(order, state=state, refunded=refunded, start_count=start_count, remains=remains).to_payload()
 
 
 def refill_state(upstream_status: str) -> RefillState | None:

@@ -16,7 +16,7 @@ from typing import Any
 from shared.db import orders as sql
 from shared.db.outbox import add_events
 from shared.db.types import Conn
-from shared.domain.events import Event, EventType, OrderStatusChanged
+from shared.domain.events import CancelRequested, EventType, OrderStatusChanged, event
 from shared.domain.statuses import IN_FLIGHT, OrderState, OrderStatus
 from shared.errors import IncorrectOrderId, NotEligible, ValidationFailed
 from shared.ingress.params import parse_id, split_ids
@@ -39,12 +39,12 @@ async def _cancel(conn: Conn, ctx: ActionContext, order_id: int) -> None:
                 remains=order.quantity,
                 currency=order.currency,
             )
-            payload = OrderStatusChanged(ctx.account_id, order.id, shown).to_payload()
+            body = OrderStatusChanged(ctx.account_id, order.id, shown)
             await add_events(
                 conn,
                 [
-                    Event(EventType.ORDER_STATUS_CHANGED, payload, correlation_id=ctx.correlation_id),
-                    Event(EventType.ORDER_CANCELED, payload, correlation_id=ctx.correlation_id),
+                    event(EventType.ORDER_STATUS_CHANGED, body, ctx.correlation_id),
+                    event(EventType.ORDER_CANCELED, body, ctx.correlation_id),
                 ],
             )
             return
@@ -53,16 +53,8 @@ async def _cancel(conn: Conn, ctx: ActionContext, order_id: int) -> None:
         if order.cancel_requested_at is not None:
             raise NotEligible("Cancel already requested for this order")
         await sql.mark_cancel_requested(conn, order_id=order_id)
-        await add_events(
-            conn,
-            [
-                Event(
-                    EventType.CANCEL_REQUESTED,
-                    {"order_id": order_id, "account_id": ctx.account_id},
-                    correlation_id=ctx.correlation_id,
-                )
-            ],
-        )
+        request = CancelRequested(order_id=order_id, account_id=ctx.account_id)
+        await add_events(conn, [event(CancelRequested.TYPE, request, ctx.correlation_id)])
 
 
 @action("cancel")

@@ -14,7 +14,7 @@ from typing import Any
 from shared.db import orders as sql
 from shared.db.outbox import add_event
 from shared.db.types import Conn
-from shared.domain.events import Event, EventType
+from shared.domain.events import RefillRequested, event
 from shared.domain.statuses import OrderState, public_refill_status
 from shared.errors import IncorrectOrderId, NotEligible, RefillNotFound, ValidationFailed
 from shared.ingress.params import parse_id, split_ids
@@ -38,10 +38,10 @@ async def _request_refill(conn: Conn, ctx: ActionContext, order_id: int) -> int:
         refill_id = await sql.insert_refill(conn, order_id=order_id, account_id=ctx.account_id)
         await add_event(
             conn,
-            Event(
-                EventType.REFILL_REQUESTED,
-                {"refill_id": refill_id, "order_id": order_id, "account_id": ctx.account_id},
-                correlation_id=ctx.correlation_id,
+            event(
+                RefillRequested.TYPE,
+                RefillRequested(refill_id=refill_id, order_id=order_id, account_id=ctx.account_id),
+                ctx.correlation_id,
             ),
         )
     return refill_id

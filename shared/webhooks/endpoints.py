@@ -13,7 +13,7 @@ from shared.db import outbox
 from shared.db import webhooks as db
 from shared.db.types import Conn
 from shared.domain.bounds import parse_client_int
-from shared.domain.events import SUBSCRIBER_EVENTS, Event, EventType
+from shared.domain.events import SUBSCRIBER_EVENTS, WebhookTest, event
 from shared.errors import InvalidParameter, ValidationFailed
 from shared.net.guard import AddressGuard, InvalidUrl
 from shared.settings import Settings
@@ -110,13 +110,9 @@ async def rotate(
 async def send_test(conn: Conn, *, account_id: int, endpoint_id: int, correlation_id: str | None) -> uuid.UUID:
     """Queue a `webhook.test` event for one endpoint, through the outbox like every other event."""
     await owned(conn, account_id, endpoint_id)
-    event = Event(
-        EventType.WEBHOOK_TEST,
-        {"account_id": account_id, "webhook": endpoint_id, "message": "This is a test event from panelflow."},
-        correlation_id=correlation_id,
-    )
-    await outbox.add_event(conn, event)
-    return event.id
+    test = event(WebhookTest.TYPE, WebhookTest(account_id=account_id, webhook=endpoint_id), correlation_id)
+    await outbox.add_event(conn, test)
+    return test.id
 
 
 async def recent_attempts(conn: Conn, *, account_id: int, endpoint_id: int, limit: int) -> list[dict[str, Any]]:

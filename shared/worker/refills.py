@@ -14,7 +14,7 @@ import structlog
 from shared.db import outbox
 from shared.db import refills as sql
 from shared.db.types import Conn
-from shared.domain.events import Event, EventType
+from shared.domain.events import Event, RefillStatusChanged, event
 from shared.domain.lifecycle import RetrySchedule, refill_state
 from shared.domain.statuses import REFILL_TERMINAL, RefillState, public_refill_status
 from shared.settings import Settings
@@ -37,16 +37,13 @@ log = structlog.get_logger(__name__)
 
 
 def refill_event(claim_or_poll: sql.RefillClaim | sql.RefillPoll, state: RefillState) -> Event:
-    return Event(
-        EventType.REFILL_STATUS_CHANGED,
-        {
-            "account_id": claim_or_poll.account_id,
-            "refill": claim_or_poll.id,
-            "order": claim_or_poll.order_id,
-            "status": public_refill_status(state),
-        },
-        claim_or_poll.correlation_id,
+    body = RefillStatusChanged(
+        account_id=claim_or_poll.account_id,
+        refill=claim_or_poll.id,
+        order=claim_or_poll.order_id,
+        status=public_refill_status(state),
     )
+    return event(RefillStatusChanged.TYPE, body, claim_or_poll.correlation_id)
 
 
 class Refills:

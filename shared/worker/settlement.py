@@ -12,9 +12,9 @@ from decimal import Decimal
 from shared.db import lifecycle as sql
 from shared.db import outbox
 from shared.db.types import Conn
-from shared.domain.events import Event, EventType
-from shared.domain.lifecycle import OrderView, events_for, status_payload
-from shared.domain.money import ZERO, format_money
+from shared.domain.events import BalanceLow, Event, event
+from shared.domain.lifecycle import OrderView, events_for, status_event
+from shared.domain.money import ZERO
 from shared.domain.statuses import OrderState
 from shared.observability import metrics
 
@@ -41,24 +41,15 @@ class Settlement:
         kinds = events_for(order.state, state)
         if not kinds:
             return
-        payload = status_payload(
+        body = status_event(
             order, state=state, refunded=order.refunded + refund, start_count=start_count, remains=remains
         )
-        self.events.extend(Event(kind, dict(payload), correlation_id) for kind in kinds)
+        self.events.extend(event(kind, body, correlation_id) for kind in kinds)
 
     def low_balance(self, alerts: list[sql.LowBalance]) -> None:
         for alert in alerts:
-            self.events.append(
-                Event(
-                    EventType.BALANCE_LOW,
-                    {
-                        "account_id": alert.account_id,
-                        "balance": format_money(alert.balance),
-                        "threshold": format_money(alert.threshold),
-                        "currency": alert.currency,
-                    },
-                )
-            )
+            body = BalanceLow(alert.account_id, alert.balance, alert.threshold, alert.currency)
+            self.events.append(event(BalanceLow.TYPE, body))
 
     async def write(self, conn: Conn) -> None:
         """Pay the refunds (accounts locked in id order) and add the events; inside the caller's transaction."""

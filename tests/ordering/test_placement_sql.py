@@ -7,6 +7,7 @@ from decimal import Decimal
 import asyncpg
 
 from shared.db import placement as sql
+from shared.domain.events import OrderPlaced
 from shared.domain.order_types import ServiceTerms
 from shared.errors import ServiceNotFound
 from shared.ordering.placement import Placer, _new_order
@@ -83,3 +84,22 @@ async def test_duplicates_in_one_statement_share_one_order(pool: asyncpg.Pool, t
     assert [r.outcome for r in rows] == [sql.Outcome.PLACED, sql.Outcome.PLACED]
     assert rows[0].order_id == rows[1].order_id
     assert await account_state(pool, account_id) == (Decimal("9"), 1, 1, 1)
+
+
+async def test_the_order_placed_event_the_statement_writes_decodes_into_its_contract(
+    pool: asyncpg.Pool, terms: ServiceTerms
+) -> None:
+    """Pins the `order.placed` payload built in SQL (`jsonb_build_object` in PLACE_BATCH) to `OrderPlaced`."""
+    first, second = await make_account(pool, balance="10"), await make_account(pool, balance="10")
+    batch = [order_request(terms, account_id=a, quantity=1) for a in (first, second, first)]
+    async with pool.acquire() as conn:
+        rows = await sql.place_batch(conn, [_new_order(r) for r in batch])
+        placed = sorted(r.order_id for r in rows if r.order_id is not None)
+        written = await conn.fetch(
+            "SELECT event_type, payload FROM outbox WHERE payload->'order_ids' @> to_jsonb($1::bigint[])", placed
+        )
+
+    assert [r.outcome for r in rows] == [sql.Outcome.PLACED] * 3
+    assert len(written) == 1  # one event for the whole batch
+    assert written[0]["event_type"] == OrderPlaced.TYPE
+    assert OrderPlaced.from_payload(written[0]["payload"]) == OrderPlaced(tuple(placed))
