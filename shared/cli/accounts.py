@@ -7,6 +7,7 @@ import re
 
 import asyncpg
 
+from shared.cli import lookups
 from shared.cli.base import (
     CommandError,
     Subparsers,
@@ -37,8 +38,9 @@ def register(commands: Subparsers) -> None:
         cmd = command(sub, name, f"set an account {status}", _set_status)
         cmd.add_argument("--account", type=positive_int, required=True)
         cmd.set_defaults(status=status)
-    show = command(sub, "show", "print an account's balance, tier and status", _show)
+    show = command(sub, "show", "print an account's balance, tier and status", lookups.show_account)
     show.add_argument("--account", type=positive_int, required=True)
+    lookups.add_account_lookups(sub, show)
 
 
 async def _create(args: argparse.Namespace, settings: Settings) -> int:
@@ -76,16 +78,4 @@ async def _set_status(args: argparse.Namespace, settings: Settings) -> int:
         except accounts.AccountNotFound as exc:
             raise CommandError(f"account {args.account} not found") from exc
     print(f"account {args.account} {args.status}")
-    return 0
-
-
-async def _show(args: argparse.Namespace, settings: Settings) -> int:
-    async with database(settings) as conn:
-        row = await accounts.get_account(conn, args.account)
-    if row is None:
-        raise CommandError(f"account {args.account} not found")
-    print(
-        f"id={row.id} email={row.email} balance={format_money(row.balance)} currency={row.currency} "
-        f"tier={row.tier} status={row.status}"
-    )
     return 0

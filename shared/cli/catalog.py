@@ -16,6 +16,7 @@ from decimal import Decimal
 import asyncpg
 
 from shared.catalog import providers
+from shared.cli import lookups
 from shared.cli.base import (
     CommandError,
     Subparsers,
@@ -73,6 +74,7 @@ def register(commands: Subparsers) -> None:
     )
 
     services = group(commands, "service", "services of the catalog resellers order from")
+    lookups.add_service_lookups(services)
     add = command(services, "add", "add a service; prints its id", _add_service)
     add.add_argument("--name", required=True)
     add.add_argument("--type", required=True, help="an order type of the API v2 contract, e.g. Default")

@@ -16,6 +16,7 @@ import asyncio
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from pydantic import ValidationError
 
@@ -40,11 +41,19 @@ GROUPS: tuple[str, ...] = (
 )
 
 
+def _version() -> str:
+    try:
+        return metadata.version("panelflow")
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="panelflow",
         description="panelflow admin command line. Configuration comes from PANELFLOW_* environment variables.",
     )
+    parser.add_argument("--version", action="version", version=f"panelflow {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="<command>", required=True, parser_class=Parser)
     for name in GROUPS:
         importlib.import_module(name).register(commands)

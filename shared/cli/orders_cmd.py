@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from shared.cli import lookups
 from shared.cli.base import CommandError, Subparsers, command, database, database_error, group, positive_int
 from shared.db import parked as parked_sql
 from shared.db.pool import create_pool
@@ -29,7 +30,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def register(commands: Subparsers) -> None:
-    sub = group(commands, "orders", "orders the worker could not settle on its own")
+    sub = group(commands, "orders", "look orders up; settle those the worker could not settle on its own")
+    lookups.add_order_lookups(sub)
     listing = command(sub, "parked", "list parked orders (upstream outcome unknown)", _parked)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.add_argument("--limit", type=positive_int, default=1000)

@@ -116,3 +116,12 @@ async def find_account_by_email(conn: Conn, email: str) -> AccountRow | None:
 async def count_accounts(conn: Conn) -> int:
     count: int = await conn.fetchval("SELECT count(*) FROM accounts")
     return count
+
+
+async def list_accounts(conn: Conn, *, status: str | None = None, limit: int = 1000) -> list[AccountRow]:
+    rows = await conn.fetch(
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE ($1::text IS NULL OR status = $1) ORDER BY id LIMIT $2",
+        status,
+        limit,
+    )
+    return [AccountRow(**dict(row.items())) for row in rows]

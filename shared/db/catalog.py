@@ -250,3 +250,13 @@ async def deactivate_provider_services(conn: Conn, provider_id: int, provider_se
         provider_id,
         provider_service_ids,
     )
+
+
+async def list_services(conn: Conn, *, provider_id: int | None = None, active_only: bool = False) -> list[ServiceRow]:
+    rows = await conn.fetch(
+        f"SELECT {_SERVICE_COLUMNS} FROM services"
+        " WHERE ($1::bigint IS NULL OR provider_id = $1) AND (active OR NOT $2) ORDER BY id",
+        provider_id,
+        active_only,
+    )
+    return [_service(r) for r in rows]

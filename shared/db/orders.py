@@ -153,3 +153,52 @@ async def mark_cancel_requested(conn: Conn, *, order_id: int) -> None:
         "UPDATE orders SET cancel_requested_at = now(), updated_at = now() WHERE id = $1",
         order_id,
     )
+
+
+# --- admin reads (CLI) ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderListing:
+    id: int
+    account_id: int
+    service_id: int
+    type: str
+    status: str
+    quantity: int
+    charge: Decimal
+    refunded: Decimal
+    currency: str
+    start_count: int | None
+    remains: int | None
+    provider_id: int | None
+    provider_order_id: str | None
+    submit_attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    correlation_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+_LISTING_COLUMNS = ", ".join(OrderListing.__dataclass_fields__)
+
+
+async def list_orders(
+    conn: Conn, *, account_id: int | None = None, status: str | None = None, limit: int = 100
+) -> list[OrderListing]:
+    """The newest orders first, by account and/or stored status (`unknown` is what the worker parked)."""
+    rows = await conn.fetch(
+        f"SELECT {_LISTING_COLUMNS} FROM orders"
+        " WHERE ($1::bigint IS NULL OR account_id = $1) AND ($2::text IS NULL OR status = $2)"
+        " ORDER BY id DESC LIMIT $3",
+        account_id,
+        status,
+        limit,
+    )
+    return [OrderListing(**dict(row.items())) for row in rows]
+
+
+async def get_order(conn: Conn, order_id: int) -> OrderListing | None:
+    row = await conn.fetchrow(f"SELECT {_LISTING_COLUMNS} FROM orders WHERE id = $1", order_id)
+    return None if row is None else OrderListing(**dict(row.items()))

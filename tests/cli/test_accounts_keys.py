@@ -59,8 +59,9 @@ async def test_account_topup_suspend_resume(cli: Cli, pool: asyncpg.Pool) -> Non
 
     shown = cli("account", "show", "--account", str(account_id))
     assert shown.code == 0
-    assert "balance=3.25" in shown.out
-    assert "status=active" in shown.out
+    fields = dict(line.split(None, 1) for line in shown.out.splitlines())
+    assert fields["balance"] == "3.25"
+    assert fields["status"] == "active"
 
 
 def test_account_topup_and_status_mistakes(cli: Cli) -> None:
