@@ -110,19 +110,20 @@ install_chromium() {
     [[ $DRY_RUN == 1 ]] || [[ -x /usr/bin/chromium ]] || die "chromium was installed but /usr/bin/chromium is missing"
 }
 
-# Debian packages for the client tests, installed together when any is missing (root + apt only).
+# Debian packages for the client tests and the backup test, installed together when any is missing (root + apt
+# only).
 install_packages() {
     local why=()
     [[ $(id -u) == 0 ]] || why+=("not root")
     command -v apt-get >/dev/null || why+=("no apt-get")
     [[ $NO_INSTALL == 1 ]] && why+=("PANELFLOW_SETUP_NO_INSTALL=1")
     if ((${#why[@]})); then
-        die "missing for tests/clients: $* (cannot install here: ${why[*]}): sudo apt-get install -y $*"
+        die "missing for the tests (tests/clients, tests/ops backups): $* (cannot install here: ${why[*]}): sudo apt-get install -y $*"
     fi
     if [[ -z $(apt_candidate "$1") || $(apt_candidate "$1") == "(none)" ]]; then
         run env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     fi
-    say "installing $* with apt-get (for tests/clients)"
+    say "installing $* with apt-get (for tests/clients and the backup test)"
     [[ $DRY_RUN == 1 ]] || deny_service_starts
     run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
@@ -137,6 +138,8 @@ elif ! php -r 'exit(function_exists("curl_init") ? 0 : 1);' 2>/dev/null; then
     missing+=(php-curl)
 fi
 command -v node >/dev/null || missing+=(nodejs)
+# pg_dump and pg_restore: tests/ops/test_backup_restore.py runs the documented backup procedure.
+{ command -v pg_dump >/dev/null && command -v pg_restore >/dev/null; } || missing+=(postgresql-client)
 ((${#missing[@]} == 0)) || install_packages "${missing[@]}"
 if [[ $DRY_RUN != 1 ]]; then
     php -r 'exit(function_exists("curl_init") ? 0 : 1);' || die "php has no curl extension: install php-curl"
