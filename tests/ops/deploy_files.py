@@ -57,6 +57,9 @@ def module_runs(module: str) -> bool:
         return False
 
 
+BUILD_INFO_LABELS = frozenset({"process", "release"})
+
+
 def defined_metrics() -> dict[str, frozenset[str]]:
     """Every series name metrics.py exposes (with the _total/_bucket/... suffixes), mapped to its label names."""
     names: dict[str, frozenset[str]] = {}
@@ -72,6 +75,8 @@ def defined_metrics() -> dict[str, frozenset[str]]:
             labels |= {"le"}
         elif isinstance(value, Info):
             suffixes = ["_info"]
+            # An Info's labels are the keys it is set with: metrics.set_build_info's for the build info.
+            labels |= BUILD_INFO_LABELS if value is metrics.BUILD_INFO else frozenset()
         else:
             assert isinstance(value, Gauge)
             suffixes = [""]
