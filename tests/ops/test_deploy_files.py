@@ -34,6 +34,8 @@ from tests.ops.deploy_files import (
 )
 
 PROBE_PATHS = {"/healthz", "/readyz"}
+# Labels Prometheus puts on every series of a scrape target (the pods' namespace from the usual relabelling).
+TARGET_LABELS = {"namespace", "job", "instance"}
 # The port setting each process serves its probes on ...
 PROCESS_PORT = {
     "services.api": "api_port",
@@ -118,9 +120,10 @@ def test_alerts_and_dashboard_use_only_defined_metrics_and_labels() -> None:
         unknown = metric_names_in(expr) - set(defined)
         assert not unknown, f"{expr!r} uses metrics metrics.py does not define: {unknown}"
         for metric, labels in selector_labels(expr):
+            labels -= TARGET_LABELS  # added by Prometheus to every series of a target, not by metrics.py
             assert labels <= defined[metric], f"{expr!r}: {metric} has no label(s) {labels - defined[metric]}"
         for clause in re.findall(r"by \(([^)]*)\)", expr):
-            names = {n.strip() for n in clause.split(",")}
+            names = {n.strip() for n in clause.split(",")} - TARGET_LABELS
             used = [defined[m] for m in metric_names_in(expr)]
             assert any(names <= labels for labels in used), f"{expr!r}: by ({clause}) labels not on its metrics"
     # Every metric of the issue is on the dashboard.
@@ -452,3 +455,22 @@ def test_build_info_labels_are_what_set_build_info_sets() -> None:
     metrics.set_build_info("api", "test")
     (family,) = metrics.BUILD_INFO.collect()
     assert set(family.samples[0].labels) == BUILD_INFO_LABELS
+
+
+def test_dashboard_filters_every_panel_by_namespace_job_instance_and_shows_processes_up() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "panelflow.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"namespace", "job", "instance"} <= variables.keys()
+    for name in ("namespace", "job", "instance"):
+        assert variables[name]["includeAll"] is True
+        assert f", {name})" in variables[name]["query"]["query"]
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            for metric, labels in selector_labels(target["expr"]):
+                assert labels >= TARGET_LABELS, f"{panel['title']}: {metric} not filtered by {TARGET_LABELS - labels}"
+    assert dashboard["panels"][0] == {**dashboard["panels"][0], "type": "row", "title": "Processes"}
+    row = [p for p in dashboard["panels"] if p["gridPos"]["y"] < 10 and p["type"] != "row"]
+    assert row, "no panel in the Processes row"
+    assert all(any("up{" in t["expr"] for t in p["targets"]) for p in row)
+    positions = [(p["gridPos"]["y"], p["gridPos"]["x"]) for p in dashboard["panels"]]
+    assert len(set(positions)) == len(positions), "panels overlap"
