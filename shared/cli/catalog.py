@@ -52,6 +52,7 @@ def register(commands: Subparsers) -> None:
     add_provider.add_argument("--idempotent", action="store_true", help=_IDEMPOTENT_HELP)
     listing = command(providers, "list", "list the providers: id, name, url, active, idempotent", _list_providers)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    lookups.add_provider_show(providers)
     set_provider = command(providers, "set", "change how panelflow treats a provider", _set_provider)
     set_provider.add_argument("--provider", type=positive_int, required=True, help="provider id")
     idempotent = set_provider.add_mutually_exclusive_group(required=True)

@@ -8,6 +8,7 @@ import json
 import asyncpg
 
 from shared.auth.keys import PROFILES, SCOPES, STRICT, generate_key, hash_key, key_prefix, parse_scopes
+from shared.cli import lookups
 from shared.cli.base import CommandError, Subparsers, cidr_list, command, database, group, per_minute, positive_int
 from shared.db import keys
 from shared.settings import Settings
@@ -29,6 +30,7 @@ def register(commands: Subparsers) -> None:
     listing = command(sub, "list", "list keys (prefix, account, profile, scopes; never the key)", _list)
     listing.add_argument("--account", type=positive_int)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    lookups.add_key_show(sub)
     profile = command(sub, "set-profile", "change the compatibility profile of a key, by its prefix", _set_profile)
     profile.add_argument("--prefix", required=True)
     profile.add_argument("--profile", choices=PROFILES, required=True, help=_PROFILE_HELP)

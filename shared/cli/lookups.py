@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from shared.cli.base import CommandError, Parser, database, positive_int
 from shared.cli.output import emit, emit_one
-from shared.db import accounts, catalog, orders
+from shared.db import accounts, catalog, keys, orders
 from shared.domain.statuses import OrderState
 from shared.settings import Settings
 
@@ -39,6 +39,22 @@ def add_service_lookups(sub: argparse._SubParsersAction[Parser]) -> None:
     show = json_flag(sub.add_parser("show", help="print one service", description="print one service"))
     show.set_defaults(handler=show_service)
     show.add_argument("--service", type=positive_int, required=True)
+
+
+def add_provider_show(sub: argparse._SubParsersAction[Parser]) -> None:
+    show = json_flag(
+        sub.add_parser("show", help="print one provider (never its key)", description="print one provider")
+    )
+    show.set_defaults(handler=show_provider)
+    show.add_argument("--provider", type=positive_int, required=True)
+
+
+def add_key_show(sub: argparse._SubParsersAction[Parser]) -> None:
+    show = json_flag(
+        sub.add_parser("show", help="print one key by its prefix (never the key)", description="print one key")
+    )
+    show.set_defaults(handler=show_key)
+    show.add_argument("--prefix", required=True)
 
 
 def add_order_lookups(sub: argparse._SubParsersAction[Parser]) -> None:
@@ -97,4 +113,27 @@ async def show_order(args: argparse.Namespace, settings: Settings) -> int:
     if row is None:
         raise CommandError(f"order {args.order} not found")
     emit_one(asdict(row), as_json=args.json)
+    return 0
+
+
+async def show_provider(args: argparse.Namespace, settings: Settings) -> int:
+    async with database(settings) as conn:
+        found = [p for p in await catalog.list_providers(conn) if p.id == args.provider]
+        services = await catalog.list_services(conn, provider_id=args.provider) if found else []
+    if not found:
+        raise CommandError(f"provider {args.provider} not found")
+    record = {**asdict(found[0]), "services": len(services), "services_active": sum(s.active for s in services)}
+    emit_one(record, as_json=args.json)
+    return 0
+
+
+async def show_key(args: argparse.Namespace, settings: Settings) -> int:
+    prefix = args.prefix.strip()
+    async with database(settings) as conn:
+        found = [k for k in await keys.list_keys(conn) if k.prefix == prefix]
+    if not found:
+        raise CommandError(f"no key with prefix {prefix!r}")
+    record = asdict(found[0])
+    record["state"] = "revoked" if record.pop("revoked") else "active"
+    emit_one(record, as_json=args.json)
     return 0

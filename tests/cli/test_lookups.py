@@ -10,10 +10,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from shared.auth.keys import key_prefix
 from shared.ordering.placement import Placer
 from shared.settings import Settings
 from tests.cli.conftest import Cli
-from tests.support.factories import make_account, make_service
+from tests.support.factories import make_account, make_key, make_provider, make_service
 from tests.support.worker import place
 
 
@@ -97,3 +98,36 @@ def test_version(cli: Cli) -> None:
     result = cli("--version")
     assert result.code == 0
     assert result.out.strip().startswith("panelflow 0.")
+
+
+async def test_provider_and_key_show_never_the_secret(cli: Cli, pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        provider = await make_provider(
+            conn, name="lookup-up", url="https://panel.example/api/v2", key="UPSTREAM-SECRET-1"
+        )
+    await make_service(pool, provider_id=provider, provider_service_id="7")
+    shown = cli("provider", "show", "--provider", str(provider), "--json")
+    assert shown.code == 0, shown
+    record = json.loads(shown.out)
+    assert (record["id"], record["name"], record["services"], record["services_active"]) == (
+        provider,
+        "lookup-up",
+        1,
+        1,
+    )
+    human = cli("provider", "show", "--provider", str(provider))
+    for output in (shown.out, human.out):
+        assert "UPSTREAM-SECRET-1" not in output
+        assert "api_key" not in output
+    cli("provider", "show", "--provider", "999999999").assert_user_error(says="not found")
+
+    account = await make_account(pool)
+    key = await make_key(pool, account_id=account)
+    prefix = key_prefix(key)
+    as_json = json.loads(cli("key", "show", "--prefix", prefix, "--json").out)
+    assert (as_json["prefix"], as_json["account_id"], as_json["state"]) == (prefix, account, "active")
+    assert isinstance(as_json["scopes"], list)
+    human = cli("key", "show", "--prefix", prefix)
+    assert dict(line.split(None, 1) for line in human.out.splitlines())["state"] == "active"
+    assert key not in human.out + json.dumps(as_json)
+    cli("key", "show", "--prefix", "pf_nosuchkey").assert_user_error(says="no key")
