@@ -17,8 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared.db.migrate import available
 from shared.settings import Settings
 from tests.cli.conftest import run_cli
-from tests.support.isolation import fresh_database
-from tests.support.processes import ApiProcess
+from tests.support.isolation import delete_amqp_names, fresh_database
+from tests.support.processes import ApiProcess, ManagedProcess, free_port, settings_env
+from tests.support.worker import WorkerProcess
+from tests.webhooks.conftest import SECRET_KEY
 
 LATEST = available()[-1]
 
@@ -71,3 +73,30 @@ async def test_api_is_not_ready_while_the_schema_is_behind(behind: Settings, log
             assert '"schema_current"' in api.log_text()
     finally:
         api.stop()
+
+
+async def test_worker_and_webhooks_are_not_ready_while_the_schema_is_behind(behind: Settings, logs_dir: Path) -> None:
+    own = behind.model_copy(update={"amqp_prefix": f"{behind.amqp_prefix}schema"})
+    worker_port, webhooks_port = free_port(), free_port()
+    worker = WorkerProcess(own, logs_dir / "worker-schema-behind.log", metrics_port_worker=worker_port)
+    webhooks = ManagedProcess(
+        "services.webhooks",
+        settings_env(own, metrics_port_webhooks=webhooks_port, webhook_secret_key=SECRET_KEY),
+        logs_dir / "webhooks-schema-behind.log",
+    )
+    try:
+        await worker.started()
+        webhooks.start()
+        await webhooks.wait_http(f"http://127.0.0.1:{webhooks_port}/healthz")
+        async with aiohttp.ClientSession() as session:
+            for process, port in ((worker, worker_port), (webhooks, webhooks_port)):
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                    assert resp.status == 503, process.module
+                    body = await resp.json()
+                assert f"{LATEST.version:03d}" in body["failed"]["schema"], body
+                assert await _pending_metric(session, f"http://127.0.0.1:{port}/metrics") == 1
+                assert '"schema_behind"' in process.log_text()
+    finally:
+        worker.stop()
+        webhooks.stop()
+        await delete_amqp_names(own)
