@@ -9,6 +9,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
+from shared.domain.events import CancelRequested, OrderStatusChanged
 from tests.api.conftest import ApiClient, balance_of, ledger_clean, wait_for_service
 from tests.support.factories import make_customer, make_service
 
@@ -85,6 +86,14 @@ async def test_cancel_of_a_pending_order_refunds_exactly_once(
         refunds = await conn.fetch("SELECT amount FROM ledger WHERE order_id = $1 AND kind = 'refund'", order_id)
     assert [r["amount"] for r in refunds] == [Decimal("2")]
     assert await outbox_events(pool, order_id) == ["order.placed", "order.status_changed", "order.canceled"]
+    # The webhooks of the change carry what `status` answers for the order.
+    async with pool.acquire() as conn:
+        order_events = await conn.fetch(
+            "SELECT event_type, payload FROM outbox WHERE (payload->>'order')::bigint = $1", order_id
+        )
+    for row in order_events:
+        body = OrderStatusChanged.from_payload(row["payload"])
+        assert (body.account_id, body.order, body.shown.answer()) == (account_id, order_id, status.body)
     assert await ledger_clean(pool)
 
 
@@ -104,6 +113,7 @@ async def test_cancel_of_a_submitted_order_asks_the_worker(
         )
     assert requested is not None
     assert payload == {"order_id": order_id, "account_id": account_id}
+    assert CancelRequested.from_payload(payload) == CancelRequested(order_id=order_id, account_id=account_id)
     assert await balance_of(pool, account_id) == Decimal("8")  # the money moves when the upstream answers
     again = await client.call(key, "cancel", order=order_id)
     assert again.body[0]["cancel"] == {"error": "Cancel already requested for this order"}
