@@ -4,6 +4,7 @@ receiver prints the signed deliveries of its status changes; SIGTERM stops every
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -96,6 +97,13 @@ def test_make_run_demo_order_goes_to_completed_and_the_receiver_verifies_its_web
             re.MULTILINE,
         ), text[-4000:]
         assert (tmp_path / ".run" / "receiver.log").read_text().count("verified order.completed") == 1
+        # The webhook of the move to In progress carries what `status` answered (nothing delivered yet), not null.
+        quantity = re.search(rf"^stack +\| demo order {order}: Pending \(charge \S+, remains (\d+)\)", text, re.M)
+        assert quantity, text[-4000:]
+        bodies = re.findall(r"^receiver +\| verified order\.status_changed \S+: (\{.*\})$", text, re.MULTILINE)
+        started = [b for b in map(json.loads, bodies) if b["order"] == int(order) and b["status"] == "In progress"]
+        assert len(started) == 1, text[-4000:]
+        assert (started[0]["remains"], started[0]["start_count"]) == (quantity[1], "0"), started
         pids = {p.stem: int(p.read_text()) for p in run.glob("*.pid")}
         assert set(pids) == {"api", "worker", "webhooks", "provider-sim", "receiver"}
         # The receiver got the webhook secret from a file only we can read, not on its command line (`ps`).
