@@ -14,7 +14,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PANELFLOW_", extra="ignore")
+    # Environment variables win over a `.env` file in the working directory (read when present), which wins over
+    # the defaults below.
+    model_config = SettingsConfigDict(
+        env_prefix="PANELFLOW_", extra="ignore", env_file=".env", env_file_encoding="utf-8"
+    )
 
     # --- mode --------------------------------------------------------------------------------------------
     # `production` (the default): a process or command that needs an encryption key (PANELFLOW_WEBHOOK_SECRET_KEY,

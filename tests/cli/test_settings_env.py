@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -33,3 +35,26 @@ def test_secret_overrides_given_as_secretstr_or_text() -> None:
     assert settings_env(settings, webhook_secret_key=SecretStr("a"))["PANELFLOW_WEBHOOK_SECRET_KEY"] == "a"
     assert settings_env(settings, webhook_secret_key="b")["PANELFLOW_WEBHOOK_SECRET_KEY"] == "b"
     assert "PANELFLOW_WEBHOOK_SECRET_KEY" not in settings_env(settings)  # unset stays unset
+
+
+def test_a_dot_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("PANELFLOW_API_PORT=8555\nPANELFLOW_CURRENCY=EUR\nOTHER_TOOL_SETTING=x\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PANELFLOW_")}
+    show = "from shared.settings import Settings; s = Settings(); print(s.api_port, s.currency)"
+    read = subprocess.run([sys.executable, "-c", show], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert read.stdout.split() == ["8555", "EUR"]
+    overridden = subprocess.run([sys.executable, "-c", show], cwd=tmp_path,
+                                env={**env, "PYTHONPATH": str(ROOT), "PANELFLOW_CURRENCY": "GBP"},
+                                capture_output=True, text=True, check=True)  # fmt: skip
+    assert overridden.stdout.split() == ["8555", "GBP"]
+    (tmp_path / "elsewhere").mkdir()
+    without = subprocess.run(
+        [sys.executable, "-c", show],
+        cwd=tmp_path / "elsewhere",
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert without.stdout.split() == [str(Settings.model_fields["api_port"].default), "USD"]
