@@ -163,8 +163,9 @@ ACTIONS: dict[str, ActionDoc] = {
         one_of=(("refill",), ("refills",)),
     ),
     "cancel": ActionDoc(
-        "Cancel orders: a Pending one at once with a full refund; an order in progress where the service "
-        "allows it (the outcome arrives through `status`). Always answers a list, one result per id.",
+        "Cancel orders: a Pending one that never reached the upstream at once with a full refund; an order in "
+        "progress, or a Pending one whose purchase upstream may have happened, where the service allows it (the "
+        "outcome arrives through `status`). Always answers a list, one result per id.",
         (ORDER, ORDERS),
         one_of=(("order",), ("orders",)),
     ),

@@ -1,10 +1,12 @@
 """`cancel` (one `order` or a batch of `orders`): always answers a list with a result per id.
 
-- 'pending' (not yet sent upstream): canceled at once, the whole charge refunded in the same transaction
-  (order row, ledger 'refund' row, balance), with `order.status_changed` + `order.canceled` events.
-- submitted ('in_progress' / 'processing') and the service allows cancel: the cancel is recorded
-  (`cancel_requested_at`) and a `cancel.requested` event asks the worker to forward it upstream; the outcome
-  arrives through status polling.
+- 'pending' and provably never sent upstream (no submit attempt, or only one whose request never started):
+  canceled at once, the whole charge refunded in the same transaction (order row, ledger 'refund' row,
+  balance), with `order.status_changed` + `order.canceled` events.
+- submitted ('in_progress' / 'processing'), or 'pending' after an attempt that may have reached the upstream
+  (an unknown outcome being resent), and the service allows cancel: the cancel is recorded
+  (`cancel_requested_at`) and a `cancel.requested` event asks the worker to forward it upstream (once the
+  order is bought, for a pending one); the outcome and its refund arrive through status polling.
 - anything else (submitting, parked, ended, already requested, service without cancel): a per-id error.
 The order row is locked first, so the worker can never submit an order while it is being canceled.
 """
@@ -28,7 +30,7 @@ async def _cancel(conn: Conn, ctx: ActionContext, order_id: int) -> None:
         order = await sql.lock_order(conn, account_id=ctx.account_id, order_id=order_id)
         if order is None:
             raise IncorrectOrderId()
-        if order.status == OrderState.PENDING:
+        if order.status == OrderState.PENDING and order.never_sent:
             await sql.cancel_pending_with_refund(conn, order)
             shown = OrderStatus.of(
                 state=OrderState.CANCELED,
@@ -48,7 +50,7 @@ async def _cancel(conn: Conn, ctx: ActionContext, order_id: int) -> None:
                 ],
             )
             return
-        if order.status not in IN_FLIGHT or not order.service_cancel:
+        if order.status not in (*IN_FLIGHT, OrderState.PENDING) or not order.service_cancel:
             raise NotEligible("Order not eligible for cancel")
         if order.cancel_requested_at is not None:
             raise NotEligible("Cancel already requested for this order")

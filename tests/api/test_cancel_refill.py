@@ -97,6 +97,58 @@ async def test_cancel_of_a_pending_order_refunds_exactly_once(
     assert await ledger_clean(pool)
 
 
+async def set_attempts(pool: asyncpg.Pool, order_id: int, attempts: int, unsent: int | None) -> None:
+    """What the worker's claims leave on a pending order: attempts made, and the latest one's send mark."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE orders SET submit_attempts = $2, submit_unsent_attempt = $3 WHERE id = $1",
+            order_id,
+            attempts,
+            unsent,
+        )
+
+
+@pytest.mark.parametrize(
+    ("attempts", "unsent", "at_once"),
+    [(1, 1, True), (1, None, False), (2, 2, False)],
+    ids=["one-attempt-never-sent", "one-attempt-maybe-sent", "second-attempt-never-sent"],
+)
+async def test_cancel_of_a_pending_order_is_immediate_only_when_it_provably_never_reached_the_upstream(
+    client: ApiClient, pool: asyncpg.Pool, services: dict[str, int], attempts: int, unsent: int | None, at_once: bool
+) -> None:
+    account_id, key = await make_customer(pool, balance="10")
+    order_id = await place(client, key, services["both"])
+    await set_attempts(pool, order_id, attempts, unsent)
+    reply = await client.call(key, "cancel", order=order_id)
+    assert reply.body == [{"order": order_id, "cancel": 1}]
+    status = await client.call(key, "status", order=order_id)
+    async with pool.acquire() as conn:
+        requested = await conn.fetchval("SELECT cancel_requested_at FROM orders WHERE id = $1", order_id)
+    events = await outbox_events(pool, order_id)
+    if at_once:
+        assert status.body["status"] == "Canceled"
+        assert await balance_of(pool, account_id) == Decimal("10")
+        assert (requested, events) == (None, ["order.placed", "order.status_changed", "order.canceled"])
+    else:  # it may exist upstream: the worker forwards the cancel once the resend finds it; no refund yet
+        assert status.body["status"] == "Pending"
+        assert await balance_of(pool, account_id) == Decimal("8")
+        assert requested is not None
+        assert events == ["order.placed", "cancel.requested"]
+    assert await ledger_clean(pool)
+
+
+async def test_cancel_of_a_pending_order_that_may_exist_upstream_needs_a_service_that_allows_cancel(
+    client: ApiClient, pool: asyncpg.Pool, services: dict[str, int]
+) -> None:
+    account_id, key = await make_customer(pool, balance="10")
+    order_id = await place(client, key, services["neither"])
+    await set_attempts(pool, order_id, 1, None)
+    reply = await client.call(key, "cancel", order=order_id)
+    assert reply.body == [{"order": order_id, "cancel": {"error": "Order not eligible for cancel"}}]
+    assert await balance_of(pool, account_id) == Decimal("8")
+    assert await outbox_events(pool, order_id) == ["order.placed"]
+
+
 async def test_cancel_of_a_submitted_order_asks_the_worker(
     client: ApiClient, pool: asyncpg.Pool, services: dict[str, int]
 ) -> None:
