@@ -22,6 +22,20 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     TimeoutError,
 )
 
+# The part of DATABASE_ERRORS that means the database cannot be reached or lost the connection (down, restarting,
+# full), as opposed to a statement it refused (a constraint, a syntax error: a bug or a bad message, not an
+# outage). Waiting and trying again is the cure for these only.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # JSONB in and out as Python objects; Decimal stays Decimal (asyncpg's NUMERIC codec).

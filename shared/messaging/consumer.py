@@ -10,6 +10,12 @@ finish together are acked with one frame, `shared/messaging/acks.py`), nack with
 requeue when it raises (any exception, after a pause growing with the delivery count), so the quorum
 queue's `x-delivery-limit` dead-letters a poison message after that many deliveries; a message that cannot
 be parsed at all (not JSON, no event id) is dead-lettered at once.
+
+An outage is not a poison message: when the handler fails because the database cannot be reached
+(`DATABASE_UNAVAILABLE`: down, restarting, connection lost), the consumer keeps the delivery and runs the
+handler again in-process with backoff (up to `consumer_retry_max_s` apart) until the database answers, so
+however long the outage lasts it uses up none of the delivery limit. Only stopping the consumer (the message
+is then requeued as on any failure) or losing the channel (the broker redelivers it) ends that wait.
 Handlers run concurrently, up to `amqp_prefetch` at a time.
 
 The connection is supervised here rather than by aio-pika's robust connection, whose restoration of
@@ -33,6 +39,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from prometheus_client import Counter
 
+from shared.db.pool import DATABASE_UNAVAILABLE
 from shared.messaging import topology
 from shared.messaging.acks import AckBatcher
 from shared.messaging.backoff import Backoff
@@ -61,6 +68,8 @@ class Consumer:
         self.consuming = asyncio.Event()
         self.handled_total = 0
         self.failed_total = 0
+        # Attempts that found the database away and were tried again in-process (not counted as deliveries).
+        self.waits_total = 0
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -177,7 +186,7 @@ class Consumer:
         )
         try:
             try:
-                await self.handler(envelope)
+                await self._handle_while_reachable(envelope, message)
             except Exception as exc:
                 self.failed_total += 1
                 self._count(envelope, "nack")
@@ -192,6 +201,28 @@ class Consumer:
             acks.handled(message.delivery_tag)
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
+
+    async def _handle_while_reachable(self, envelope: Envelope, message: AbstractIncomingMessage) -> None:
+        """Run the handler; while it fails because the database is away, run it again here, holding the delivery,
+        until it succeeds, fails otherwise, the consumer stops or the delivery's channel is gone."""
+        backoff = Backoff(self.settings.consumer_retry_max_s, self.settings.consumer_retry_base_s)
+        while True:
+            try:
+                await self.handler(envelope)
+            except DATABASE_UNAVAILABLE as exc:
+                if self._stopping.is_set() or message.channel.is_closed:
+                    raise
+                if backoff.failures == 0:
+                    error = f"{type(exc).__name__}: {exc}"
+                    log.warning("message_handler_waiting_for_database", queue=self.queue, error=error)
+                self.waits_total += 1
+                _consumed(self.queue, metrics.event_type_label(envelope.type), "wait").inc()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff.next_delay())
+            else:
+                if backoff.failures:
+                    log.info("message_handler_database_back", queue=self.queue, attempts=backoff.failures + 1)
+                return
 
     async def _pause_before_retry(self, delivery_count: int) -> None:
         delay = min(

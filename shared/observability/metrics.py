@@ -77,7 +77,8 @@ OUTBOX_PUBLISH_FAILURES = Counter(
 # --- consumers (worker and webhooks) -------------------------------------------------------------------------------
 MESSAGES_CONSUMED = Counter(
     "panelflow_messages_consumed_total",
-    "Messages handled by a consumer, by queue, event type and outcome (ack, nack, reject)",
+    "Messages handled by a consumer, by queue, event type and outcome (ack, nack, reject; wait: the database was "
+    "away and the handler is run again in-process)",
     ["queue", "event_type", "outcome"],
 )
 

@@ -19,20 +19,9 @@ import asyncpg
 import structlog
 
 from shared.db import submissions as sql
+from shared.db.pool import DATABASE_UNAVAILABLE
 
 log = structlog.get_logger(__name__)
-
-# The database cannot be reached or lost the connection: nothing was marked, so nothing may be sent.
-DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.TooManyConnectionsError,
-)
 
 
 class SendMarks:

@@ -20,6 +20,7 @@ import asyncpg
 import structlog
 
 from shared.db import lifecycle as sql
+from shared.db.pool import DATABASE_UNAVAILABLE
 from shared.db.types import Conn
 from shared.domain.lifecycle import PollSchedule, RetrySchedule, upstream_add_params, upstream_request_id
 from shared.domain.statuses import OrderState
@@ -27,7 +28,7 @@ from shared.failpoints import Failpoints
 from shared.observability import metrics
 from shared.settings import Settings
 from shared.upstream.results import Accepted, AddResult, NotSent, OutOfFunds, Refused, Unknown
-from shared.worker.sending import DATABASE_UNAVAILABLE, SendMarks
+from shared.worker.sending import SendMarks
 from shared.worker.settlement import Settlement
 from shared.worker.tx import in_transaction
 from shared.worker.upstreams import UnknownProvider, Upstreams
