@@ -234,8 +234,9 @@ class Settings(BaseSettings):
     # Graceful stop of a consumer: in-flight handlers get this long to finish before the connection closes.
     consumer_stop_timeout_s: float = 30.0
     # A failed handler's message is held this long before it is requeued (doubling per delivery, capped), so a
-    # blip (a database failover) does not burn through the delivery limit into the DLQ in milliseconds. With
-    # the default delivery limit the retries span about 3-6 s; raise these for longer outages.
+    # failing message does not burn through the delivery limit into the DLQ in milliseconds. A handler that
+    # failed because the database is away is not requeued: it is run again in-process at the same growing
+    # pauses until the database answers, however long that takes, and uses up none of the delivery limit.
     consumer_retry_base_s: float = 0.1
     consumer_retry_max_s: float = 2.0
 
