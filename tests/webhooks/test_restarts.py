@@ -1,12 +1,16 @@
 """A real `python -m services.webhooks` process against a PRIVATE Postgres that restarts under it: deliveries
-placed after the restart arrive within seconds and the process stays (truly) ready; a Postgres that freezes
-(stops answering without closing anything) makes `/readyz` name the loop stuck on it, until it thaws."""
+placed after the restart arrive within seconds and the process stays (truly) ready; events published while it
+is down (longer than the delivery limit's retries last) are all delivered once it is back, none dead-lettered;
+a Postgres that freezes (stops answering without closing anything) makes `/readyz` name the loop stuck on it,
+until it thaws."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +21,11 @@ import pytest
 
 from shared.db.migrate import migrate
 from shared.db.pool import create_pool, ensure_database
+from shared.messaging import topology
 from shared.settings import Settings
 from tests.support.factories import make_account
+from tests.support.isolation import delete_amqp_names
+from tests.support.messaging import publish_event, queue_depth
 from tests.support.private_services import PrivatePostgres, private_postgres
 from tests.support.processes import ManagedProcess, free_port, settings_env
 from tests.support.webhooks import Receiver, emit, register, wait_until
@@ -90,6 +97,54 @@ async def test_the_dispatcher_delivers_again_after_a_postgres_restart(
     finally:
         proc.stop(timeout=10)
     assert '"loop_crashed"' not in proc.log_text(), proc.log_text()[-3000:]
+
+
+async def test_events_published_while_postgres_is_down_are_all_delivered_and_none_dead_lettered(
+    private_postgres: PrivatePostgres,
+    private_pool: asyncpg.Pool,
+    wh_settings: Settings,
+    receiver: Receiver,
+    logs_dir: Path,
+) -> None:
+    settings = wh_settings.model_copy(
+        update={
+            "database_url": private_postgres.database_url("panelflow"),
+            "amqp_prefix": f"{wh_settings.amqp_prefix}pgdown{uuid.uuid4().hex[:4]}",
+            "amqp_delivery_limit": 5,
+            "consumer_retry_max_s": 2.0,
+        }
+    )
+    account = await make_account(private_pool)
+    await register(private_pool, settings, account_id=account, url=receiver.url())
+    ops_port = free_port()
+    env = settings_env(settings, webhook_secret_key=SECRET_KEY, metrics_port_webhooks=ops_port)
+    proc = ManagedProcess("services.webhooks", env, logs_dir / f"webhooks-pg-down-{uuid.uuid4().hex[:6]}.log")
+    proc.start()
+
+    async def published() -> str:
+        payload = {"account_id": account, "order": 1, "status": "In progress", "charge": "1.00",
+                   "start_count": "0", "remains": "10", "currency": "USD"}  # fmt: skip
+        return str(await publish_event(settings, "order.status_changed", payload))
+
+    try:
+        await proc.wait_http(f"http://127.0.0.1:{ops_port}/readyz", timeout=30)
+        before = await published()
+        await wait_until(lambda: before in receiver.ids(), timeout=10)
+
+        down_at = time.monotonic()
+        await private_postgres.stop(mode="immediate")  # a crash, down longer than 5 deliveries' pauses last
+        during = [await published() for _ in range(3)]
+        await asyncio.sleep(max(0.0, 11.0 - (time.monotonic() - down_at)))
+        await private_postgres.start()
+
+        await wait_until(lambda: set(during) <= set(receiver.ids()), timeout=30)
+        assert proc.alive()
+        dead_letters = topology.dead_letter_queue_name(settings, topology.WEBHOOKS_QUEUE)
+        assert await queue_depth(settings, dead_letters) == 0
+    finally:
+        proc.stop(timeout=10)
+        await delete_amqp_names(settings)
+    assert '"message_handler_waiting_for_database"' in proc.log_text()
 
 
 def _postgres_pids(pg: PrivatePostgres) -> list[int]:
