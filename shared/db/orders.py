@@ -67,14 +67,15 @@ async def order_statuses(conn: Conn, *, account_id: int, order_ids: Sequence[int
 async def lock_order(conn: Conn, *, account_id: int, order_id: int) -> LockedOrder | None:
     """Lock the order row (inside the caller's transaction) with its service's refill/cancel flags.
 
-    `never_sent`: no submit attempt yet, or only one whose send mark is still in place (its request never
-    started). After a second attempt the first one's mark is gone, so such an order counts as maybe sent.
+    `never_sent`: no attempt's send mark was ever cleared (`submit_maybe_sent`, kept by a trigger) and the
+    latest attempt's mark is in place (a claim without a mark counts as maybe sent): no request ever started.
     """
     row = await conn.fetchrow(
         """
         SELECT o.id, o.account_id, o.status, o.charge, o.refunded, o.quantity, o.start_count, o.remains,
                o.currency, o.cancel_requested_at, s.refill AS service_refill, s.cancel AS service_cancel,
-               (o.submit_attempts = 0 OR (o.submit_attempts = 1 AND o.submit_unsent_attempt = 1)) AS never_sent
+               (NOT o.submit_maybe_sent AND (o.submit_attempts = 0 OR o.submit_unsent_attempt = o.submit_attempts))
+                   AS never_sent
         FROM orders o JOIN services s ON s.id = o.service_id
         WHERE o.id = $1 AND o.account_id = $2
         FOR UPDATE OF o

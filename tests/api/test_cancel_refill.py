@@ -9,6 +9,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
+from shared.db import submissions as submissions_sql
 from shared.domain.events import CancelRequested, OrderStatusChanged
 from tests.api.conftest import ApiClient, balance_of, ledger_clean, wait_for_service
 from tests.support.factories import make_customer, make_service
@@ -97,28 +98,32 @@ async def test_cancel_of_a_pending_order_refunds_exactly_once(
     assert await ledger_clean(pool)
 
 
-async def set_attempts(pool: asyncpg.Pool, order_id: int, attempts: int, unsent: int | None) -> None:
-    """What the worker's claims leave on a pending order: attempts made, and the latest one's send mark."""
+async def attempt(pool: asyncpg.Pool, order_id: int, *, sent: bool) -> None:
+    """A submission attempt as the worker makes it: claimed with its send mark, the mark cleared by the real
+    statement when the request is written (`sent`), then back to pending (not sent / unknown outcome)."""
     async with pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE orders SET submit_attempts = $2, submit_unsent_attempt = $3 WHERE id = $1",
+        number = await conn.fetchval(
+            "UPDATE orders SET status = 'submitting', submit_attempts = submit_attempts + 1,"
+            " submit_unsent_attempt = submit_attempts + 1 WHERE id = $1 RETURNING submit_attempts",
             order_id,
-            attempts,
-            unsent,
         )
+        if sent:
+            assert await submissions_sql.mark_sending(conn, [(order_id, number)]) == {order_id}
+        await conn.execute("UPDATE orders SET status = 'pending' WHERE id = $1", order_id)
 
 
 @pytest.mark.parametrize(
-    ("attempts", "unsent", "at_once"),
-    [(1, 1, True), (1, None, False), (2, 2, False)],
-    ids=["one-attempt-never-sent", "one-attempt-maybe-sent", "second-attempt-never-sent"],
+    ("attempts", "at_once"),
+    [((False,), True), ((True,), False), ((True, False), False), ((False, False), True)],
+    ids=["never-sent", "sent", "sent-then-not-sent", "twice-never-sent"],
 )
 async def test_cancel_of_a_pending_order_is_immediate_only_when_it_provably_never_reached_the_upstream(
-    client: ApiClient, pool: asyncpg.Pool, services: dict[str, int], attempts: int, unsent: int | None, at_once: bool
+    client: ApiClient, pool: asyncpg.Pool, services: dict[str, int], attempts: tuple[bool, ...], at_once: bool
 ) -> None:
     account_id, key = await make_customer(pool, balance="10")
     order_id = await place(client, key, services["both"])
-    await set_attempts(pool, order_id, attempts, unsent)
+    for sent in attempts:
+        await attempt(pool, order_id, sent=sent)
     reply = await client.call(key, "cancel", order=order_id)
     assert reply.body == [{"order": order_id, "cancel": 1}]
     status = await client.call(key, "status", order=order_id)
@@ -142,7 +147,7 @@ async def test_cancel_of_a_pending_order_that_may_exist_upstream_needs_a_service
 ) -> None:
     account_id, key = await make_customer(pool, balance="10")
     order_id = await place(client, key, services["neither"])
-    await set_attempts(pool, order_id, 1, None)
+    await attempt(pool, order_id, sent=True)
     reply = await client.call(key, "cancel", order=order_id)
     assert reply.body == [{"order": order_id, "cancel": {"error": "Order not eligible for cancel"}}]
     assert await balance_of(pool, account_id) == Decimal("8")

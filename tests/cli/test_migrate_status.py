@@ -21,6 +21,7 @@ from tests.cli.conftest import PANELFLOW, run_cli
 from tests.support.processes import ROOT, free_port, settings_env
 
 LATEST = available()[-1]
+CHECKSUMS = next(m for m in available() if m.name == "migration_checksums")  # the migration that added them
 
 
 @pytest.fixture
@@ -90,7 +91,10 @@ async def test_a_file_changed_after_it_was_applied_is_detected_and_migrate_refus
 
 
 async def test_a_database_migrated_before_checksums_gets_them_recorded(migrated: Settings) -> None:
-    await _execute(migrated, "DELETE FROM schema_migrations WHERE version = $1", LATEST.version)
+    # Its checksum migration (and the latest) not applied yet: migrate applies them, then backfills the rest.
+    await _execute(
+        migrated, "DELETE FROM schema_migrations WHERE version = ANY($1::int[])", [CHECKSUMS.version, LATEST.version]
+    )
     await _execute(migrated, "ALTER TABLE schema_migrations DROP COLUMN checksum")
     code, status = _status(migrated)
     assert code == 3
