@@ -13,11 +13,11 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from shared.db.migrate import migrate
-from shared.db.pool import connect, create_pool, ensure_database
+from shared.db.pool import create_pool
 from shared.settings import Settings
 from tests.api.conftest import ApiClient, eventually
 from tests.support.factories import make_customer, make_service
+from tests.support.isolation import migrated_database
 from tests.support.private_services import PrivatePostgres
 from tests.support.processes import ApiProcess, free_port
 
@@ -100,10 +100,7 @@ async def test_database_down_is_503_and_the_api_recovers(
 ) -> None:
     async with PrivatePostgres() as pg:
         settings = base_settings.model_copy(update={"database_url": pg.database_url("panelflow")})
-        await ensure_database(settings.database_url)
-        conn = await connect(settings)
-        await migrate(conn)
-        await conn.close()
+        await migrated_database(settings.database_url)
         pool = await create_pool(settings)
         try:
             _, key = await make_customer(pool, balance="10")

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import aiohttp
 
-from shared.db.migrate import migrate
-from shared.db.pool import connect, create_pool, ensure_database
+from shared.db.pool import create_pool
 from shared.settings import Settings
 from tests.api.conftest import ApiClient
 from tests.support.factories import make_customer, make_service
-from tests.support.isolation import delete_amqp_names
+from tests.support.isolation import delete_amqp_names, migrated_database
 from tests.support.private_services import PrivatePostgres
 from tests.support.processes import ApiProcess
 
@@ -34,10 +33,7 @@ async def test_a_postgres_restart_under_load_answers_503_never_500(
                 "amqp_prefix": f"{base_settings.amqp_prefix}ol{uuid.uuid4().hex[:4]}",
             }
         )
-        await ensure_database(settings.database_url)
-        conn = await connect(settings)
-        await migrate(conn)
-        await conn.close()
+        await migrated_database(settings.database_url)
         pool = await create_pool(settings.model_copy(update={"db_pool_min": 0}))
         _, key = await make_customer(pool, balance="100000")
         service_id = await make_service(pool, rate="1", min_quantity=10, max_quantity=1000)

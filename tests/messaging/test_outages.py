@@ -11,14 +11,14 @@ from pathlib import Path
 
 import asyncpg
 
-from shared.db.migrate import migrate
-from shared.db.pool import create_pool, ensure_database
+from shared.db.pool import create_pool
 from shared.messaging import topology
 from shared.messaging.connection import connect as connect_amqp
 from shared.messaging.consumer import Consumer
 from shared.messaging.envelope import Envelope
 from shared.messaging.relay import OutboxRelay
 from shared.settings import Settings
+from tests.support.isolation import migrated_database
 from tests.support.messaging import Observer, eventually, insert_events, publish_event, unpublished
 from tests.support.private_services import PrivatePostgres, PrivateRabbit
 from tests.support.processes import ManagedProcess, settings_env
@@ -138,12 +138,7 @@ async def test_relay_listens_again_after_a_database_restart(
     private_postgres: PrivatePostgres, msettings: Settings
 ) -> None:
     url = private_postgres.database_url("panelflow")
-    await ensure_database(url)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
+    await migrated_database(url)
     # A 60 s poll: anything published within seconds was woken by NOTIFY.
     settings = msettings.model_copy(update={"database_url": url, "relay_poll_s": 60.0})
     pool = await create_pool(settings)

@@ -20,11 +20,10 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from shared.db.migrate import migrate
-from shared.db.pool import create_pool, ensure_database
+from shared.db.pool import create_pool
 from shared.settings import Settings
 from tests.support.factories import make_customer
-from tests.support.isolation import delete_amqp_names
+from tests.support.isolation import delete_amqp_names, migrated_database
 from tests.support.private_services import PrivatePostgres, PrivateRabbit, PrivateRedis
 from tests.support.processes import ApiProcess, ManagedProcess, free_port, settings_env
 from tests.support.webhooks import RECEIVER_NETWORK, Receiver, register, wait_until
@@ -155,12 +154,7 @@ async def test_each_process_keeps_working_across_postgres_rabbitmq_and_redis_res
             "rate_limits_enabled": True,
         }
     )
-    await ensure_database(own.database_url)
-    conn = await asyncpg.connect(own.database_url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
+    await migrated_database(own.database_url)
     pool = await create_pool(own.model_copy(update={"db_pool_min": 0}))
     receiver = await Receiver().start()
     stack = Stack(own, pool, logs_dir, receiver)

@@ -18,17 +18,23 @@ from shared.messaging.connection import connect as connect_amqp
 from shared.settings import Settings
 
 
-@contextlib.asynccontextmanager
-async def fresh_database(base_url: str, suffix: str) -> AsyncIterator[str]:
-    """A migrated database named `<base>_<suffix>`, dropped on exit; yields its URL."""
-    url = with_database(base_url, f"{database_name(base_url)}_{suffix}")
-    await drop_database(url)  # a leftover of an interrupted run
+async def migrated_database(url: str) -> str:
+    """Create the database at `url` if needed and apply every migration; returns the URL."""
     await ensure_database(url)
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)
     finally:
         await conn.close()
+    return url
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(base_url: str, suffix: str) -> AsyncIterator[str]:
+    """A migrated database named `<base>_<suffix>`, dropped on exit; yields its URL."""
+    url = with_database(base_url, f"{database_name(base_url)}_{suffix}")
+    await drop_database(url)  # a leftover of an interrupted run
+    await migrated_database(url)
     try:
         yield url
     finally:

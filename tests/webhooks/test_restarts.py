@@ -19,12 +19,11 @@ import aiohttp
 import asyncpg
 import pytest
 
-from shared.db.migrate import migrate
-from shared.db.pool import create_pool, ensure_database
+from shared.db.pool import create_pool
 from shared.messaging import topology
 from shared.settings import Settings
 from tests.support.factories import make_account
-from tests.support.isolation import delete_amqp_names
+from tests.support.isolation import delete_amqp_names, migrated_database
 from tests.support.messaging import publish_event, queue_depth
 from tests.support.private_services import PrivatePostgres, private_postgres
 from tests.support.processes import ManagedProcess, free_port, settings_env
@@ -37,12 +36,7 @@ __all__ = ["private_postgres"]
 @pytest.fixture
 async def private_pool(private_postgres: PrivatePostgres, wh_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     url = private_postgres.database_url("panelflow")
-    await ensure_database(url)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
+    await migrated_database(url)
     pool = await create_pool(wh_settings.model_copy(update={"database_url": url, "db_pool_min": 0}))
     yield pool
     await pool.close()

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from shared.db.migrate import migrate
-from shared.db.pool import create_pool, ensure_database
+from shared.db.pool import create_pool
 from shared.ordering.placement import Placer
 from shared.settings import Settings
 from tests.support.factories import make_account
+from tests.support.isolation import migrated_database
 from tests.support.private_services import PrivatePostgres, private_postgres
 from tests.support.worker import SimProcess, make_provider_services, order_row, place, unique_link, wait_for
 from tests.worker.components import worker_parts
@@ -25,12 +25,7 @@ __all__ = ["private_postgres"]
 @pytest.fixture
 async def outage_settings(private_postgres: PrivatePostgres, wsettings: Settings) -> Settings:
     url = private_postgres.database_url("panelflow")
-    await ensure_database(url)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
+    await migrated_database(url)
     # Long enough for a Postgres restart on a loaded machine: the worker retries recording for this long.
     return wsettings.model_copy(update={"database_url": url, "db_pool_min": 0, "worker_submitting_timeout_s": 60.0})
 
