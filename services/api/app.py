@@ -38,8 +38,8 @@ from shared.ingress.registry import load_actions
 from shared.messaging.relay import OutboxRelay
 from shared.observability import metrics
 from shared.observability.http import OpsServer, database_check, loops_check
-from shared.observability.sampling import Sampler, sample_outbox
 from shared.ordering.placement import Placer
+from shared.sampling import Sampler, sample_outbox
 from shared.settings import Settings
 
 log = structlog.get_logger("services.api")

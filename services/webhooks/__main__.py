@@ -11,8 +11,8 @@ from shared.crypto.secretbox import WEBHOOK_SECRET_KEY_SETTING
 from shared.db.readiness import schema_check
 from shared.observability.http import consumer_check, database_check, loops_check
 from shared.observability.runtime import ProcessOps
-from shared.observability.sampling import Sampler, sample_webhooks
 from shared.process import run_process
+from shared.sampling import Sampler, sample_webhooks
 from shared.settings import Settings
 from shared.webhooks.runtime import WebhookService
 

@@ -10,11 +10,11 @@ import structlog
 from shared.crypto.secretbox import PROVIDER_KEY_SETTING
 from shared.db.readiness import schema_check
 from shared.failpoints import Failpoints
-from shared.observability.broker_sampling import QueueDepthSampler
+from shared.messaging.queue_depth import QueueDepthSampler
 from shared.observability.http import consumer_check, database_check, loops_check
 from shared.observability.runtime import ProcessOps
-from shared.observability.sampling import Sampler, sample_worker
 from shared.process import run_process
+from shared.sampling import Sampler, sample_worker
 from shared.settings import Settings
 from shared.worker.runtime import Worker
 

@@ -21,10 +21,10 @@ from shared.messaging import topology
 from shared.messaging.connection import connect as connect_amqp
 from shared.messaging.consumer import Consumer
 from shared.messaging.envelope import Envelope
+from shared.messaging.queue_depth import QueueDepthSampler
 from shared.observability import metrics
-from shared.observability.broker_sampling import QueueDepthSampler
 from shared.observability.http import OpsServer, consumer_check, database_check
-from shared.observability.sampling import Sampler, sample_outbox, sample_webhooks, sample_worker
+from shared.sampling import Sampler, sample_outbox, sample_webhooks, sample_worker
 from shared.settings import Settings
 from tests.support.isolation import delete_amqp_names
 from tests.support.processes import free_port
