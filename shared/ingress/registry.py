@@ -12,7 +12,8 @@ How to add actions (e.g. the `webhook.*` actions from `shared/ingress/actions_we
 
 - `@action(name, post_only=True)` for an action whose answer holds a secret: it is refused over GET.
 - `load_actions()` imports every module of `ACTION_MODULES` once, at app start; a module that does not exist
-  (yet) is skipped. Registering a name twice is an error.
+  is an error (`MissingActionModule`, naming it), so a typo cannot silently drop its actions. Registering a
+  name twice is an error.
 - The handler runs after authentication, the rate limits, the account/IP checks and the scope check: the scope
   of an action is `shared.auth.keys.ACTION_SCOPES[name]` (an action without a scope there is refused), so put a
   new action's scope there too.
@@ -24,8 +25,7 @@ How to add actions (e.g. the `webhook.*` actions from `shared/ingress/actions_we
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,8 +99,22 @@ def action(name: str, *, post_only: bool = False) -> Callable[[Handler], Handler
     return register
 
 
-def load_actions() -> dict[str, Handler]:
-    for module in ACTION_MODULES:
-        if importlib.util.find_spec(module) is not None:
+class MissingActionModule(RuntimeError):
+    def __init__(self, module: str) -> None:
+        super().__init__(
+            f"action module {module!r} not found: fix its name in ACTION_MODULES (shared/ingress/registry.py)"
+        )
+        self.module = module
+
+
+def load_actions(modules: Sequence[str] | None = None) -> dict[str, Handler]:
+    """Every registered action, after importing `modules` (default `ACTION_MODULES`); MissingActionModule for
+    a module that does not exist (an import error inside one that does propagates as it is)."""
+    for module in ACTION_MODULES if modules is None else modules:
+        try:
             importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not (module == exc.name or module.startswith(f"{exc.name}.")):
+                raise
+            raise MissingActionModule(module) from None
     return ACTIONS
