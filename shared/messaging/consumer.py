@@ -40,6 +40,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from prometheus_client import Counter
 
 from shared.db.pool import DATABASE_UNAVAILABLE
+from shared.domain.events import EventType
 from shared.messaging import topology
 from shared.messaging.acks import AckBatcher
 from shared.messaging.backoff import Backoff
@@ -52,6 +53,9 @@ from shared.supervisor import Beat, stall_after, supervise
 Handler = Callable[[Envelope], Awaitable[None]]
 
 log = structlog.get_logger("panelflow.consumer")
+
+# The event types counted by name in `panelflow_messages_consumed_total`; anything else is "other".
+_EVENT_TYPES = frozenset(str(t) for t in EventType)
 
 # While subscribed, the loop reports a round this often (see shared/supervisor.py).
 HEARTBEAT_S = 5.0
@@ -216,7 +220,7 @@ class Consumer:
                     error = f"{type(exc).__name__}: {exc}"
                     log.warning("message_handler_waiting_for_database", queue=self.queue, error=error)
                 self.waits_total += 1
-                _consumed(self.queue, metrics.event_type_label(envelope.type), "wait").inc()
+                _consumed(self.queue, metrics.event_type_label(envelope.type, _EVENT_TYPES), "wait").inc()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), backoff.next_delay())
             else:
@@ -232,7 +236,7 @@ class Consumer:
             await asyncio.wait_for(self._stopping.wait(), random.uniform(delay / 2, delay))
 
     def _count(self, envelope: Envelope, outcome: str) -> None:
-        _consumed(self.queue, metrics.event_type_label(envelope.type), outcome).inc()
+        _consumed(self.queue, metrics.event_type_label(envelope.type, _EVENT_TYPES), outcome).inc()
 
     async def _settle(self, action: Awaitable[None], message: AbstractIncomingMessage, name: str) -> None:
         try:

@@ -11,16 +11,11 @@ in the process that owns them; every replica reports the same value, so dashboar
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
-from shared.domain.events import EventType
-from shared.upstream.breaker import BreakerState
-
 OTHER = "other"
-_EVENT_TYPES = frozenset(str(t) for t in EventType)
-_BREAKER_STATES = tuple(str(s) for s in BreakerState)
 
 # Latency buckets: the api answers in milliseconds; upstream and webhook calls take up to their 15 s timeouts.
 _API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -153,8 +148,8 @@ def set_build_info(process: str, release: str) -> None:
     BUILD_INFO.info({"process": process, "release": release})
 
 
-def event_type_label(event_type: str | None) -> str:
-    return event_type if event_type in _EVENT_TYPES else OTHER
+def event_type_label(event_type: str | None, known: Collection[str]) -> str:
+    return event_type if event_type is not None and event_type in known else OTHER
 
 
 def action_label(action: str | None, known: Collection[str]) -> str:
@@ -163,28 +158,7 @@ def action_label(action: str | None, known: Collection[str]) -> str:
     return action if action in known else OTHER
 
 
-def set_breaker_state(provider: str, state: BreakerState | str) -> None:
-    current = str(state)
-    for name in _BREAKER_STATES:
-        UPSTREAM_CIRCUIT.labels(provider=provider, state=name).set(1 if name == current else 0)
-
-
-def upstream_error_kind(reason: str) -> str:
-    """A bounded kind for the upstream client's free-text failure reason."""
-    for prefix, kind in (
-        ("circuit breaker open", "breaker_open"),
-        ("no free connection slot", "no_slot"),
-        ("http ", "http_5xx"),
-        ("unreadable reply", "garbage"),
-        ("timeout", "timeout"),
-        ("connection timeout", "connect_timeout"),
-        ("connection failed", "connect_failed"),
-        ("connection lost", "connection_lost"),
-        ("forbidden destination", "forbidden"),
-        ("invalid url", "forbidden"),
-        ("redirect not followed", "redirect"),
-        ("reply too large", "too_large"),
-    ):
-        if reason.startswith(prefix):
-            return kind
-    return OTHER
+def set_breaker_state(provider: str, state: str, states: Iterable[str]) -> None:
+    """`state` is the breaker's current state, `states` all it can be in (each gets its own 0/1 series)."""
+    for name in states:
+        UPSTREAM_CIRCUIT.labels(provider=provider, state=name).set(1 if name == state else 0)

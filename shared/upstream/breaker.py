@@ -23,6 +23,10 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+# Every state by name: the circuit gauge sets 1 for the current one and 0 for the others.
+BREAKER_STATES: tuple[str, ...] = tuple(state.value for state in BreakerState)
+
+
 class CircuitBreaker:
     def __init__(self, *, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.failures_to_open = max(1, failures)

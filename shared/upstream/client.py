@@ -28,7 +28,8 @@ from shared.net.guard import AddressGuard, ForbiddenDestination, InvalidUrl, for
 from shared.observability import metrics
 from shared.settings import Settings
 from shared.upstream import normalize
-from shared.upstream.breaker import BreakerState, CircuitBreaker
+from shared.upstream.breaker import BREAKER_STATES, BreakerState, CircuitBreaker
+from shared.upstream.failures import CallFailed, FailureKind, counts_against_provider
 from shared.upstream.results import (
     Accepted,
     AddResult,
@@ -91,13 +92,6 @@ async def _on_headers_sent(
         if reason is not None:
             raise _Withheld(reason)
     progress.sent = True
-
-
-class _CallFailed(Exception):
-    def __init__(self, reason: str, *, sent: bool) -> None:
-        self.reason = reason
-        self.sent = sent
-        super().__init__(reason)
 
 
 @dataclass(frozen=True)
@@ -164,7 +158,7 @@ class UpstreamClient:
         just before the request is written (see `BeforeSend`)."""
         try:
             reply = await self._exchange("add", params, before_send)
-        except _CallFailed as failed:
+        except CallFailed as failed:
             return Unknown(failed.reason) if failed.sent else NotSent(failed.reason)
         result = _submit_result(reply, "order")
         if isinstance(result, str):
@@ -174,7 +168,7 @@ class UpstreamClient:
     async def refill(self, provider_order_id: str) -> RefillResult:
         try:
             reply = await self._exchange("refill", {"order": provider_order_id})
-        except _CallFailed as failed:
+        except CallFailed as failed:
             return Unknown(failed.reason) if failed.sent else NotSent(failed.reason)
         result = _submit_result(reply, "refill")
         if isinstance(result, str):
@@ -250,7 +244,7 @@ class UpstreamClient:
         """A call whose failure raises: UpstreamUnreachable, UpstreamBadReply or UpstreamRejected."""
         try:
             reply = await self._exchange(action, params)
-        except _CallFailed as failed:
+        except CallFailed as failed:
             raise (UpstreamBadReply if failed.sent else UpstreamUnreachable)(f"{action}: {failed.reason}") from None
         message = normalize.error_message(reply.body)
         if message is not None:
@@ -262,11 +256,13 @@ class UpstreamClient:
     async def _exchange(
         self, action: str, params: Mapping[str, str | int], before_send: BeforeSend | None = None
     ) -> _Reply:
-        """One HTTP call. Returns a parsed JSON answer below 500; raises `_CallFailed` saying if it was sent."""
+        """One HTTP call. Returns a parsed JSON answer below 500; raises `CallFailed` saying if it was sent."""
         was_probe = self.breaker.state is not BreakerState.CLOSED
         if not self.breaker.allow():
-            metrics.UPSTREAM_ERRORS.labels(provider=self._label, action=action, kind="breaker_open").inc()
-            raise _CallFailed("circuit breaker open", sent=False)
+            metrics.UPSTREAM_ERRORS.labels(
+                provider=self._label, action=action, kind=FailureKind.BREAKER_OPEN.value
+            ).inc()
+            raise CallFailed(FailureKind.BREAKER_OPEN, "circuit breaker open", sent=False)
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = loop.time() + self._timeout_s
@@ -276,40 +272,48 @@ class UpstreamClient:
                 async with asyncio.timeout(self._timeout_s):
                     await self._slots.acquire()
             except TimeoutError:
-                raise _CallFailed("no free connection slot in time", sent=False) from None
+                raise CallFailed(FailureKind.NO_SLOT, "no free connection slot in time", sent=False) from None
             try:
                 remaining = deadline - loop.time()
                 if remaining < self._timeout_s / 2:
                     # The wait for a slot ate most of the budget: a request sent now would likely time out after
                     # going out (an unknown outcome). Not sending it is always safe; the caller retries later.
-                    raise _CallFailed("no free connection slot in time (too little time left to send)", sent=False)
+                    raise CallFailed(
+                        FailureKind.NO_SLOT,
+                        "no free connection slot in time (too little time left to send)",
+                        sent=False,
+                    )
                 status, raw = await self._post(action, params, remaining, before_send)
             finally:
                 self._slots.release()
             if status >= 500:
                 healthy = False
-                raise _CallFailed(f"http {status}", sent=True)
+                raise CallFailed(FailureKind.HTTP_5XX, f"http {status}", sent=True)
             if 300 <= status < 400:
                 # Not followed: the call went nowhere, and the provider is misconfigured (or hostile).
                 healthy = False
-                raise _CallFailed(f"redirect not followed (http {status})", sent=False)
+                raise CallFailed(FailureKind.REDIRECT, f"redirect not followed (http {status})", sent=False)
             try:
                 body = json.loads(raw, parse_float=Decimal)
             except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the parser goes
                 healthy = False
-                raise _CallFailed(f"unreadable reply (http {status}): {raw[:80]!r}", sent=True) from None
+                raise CallFailed(
+                    FailureKind.BAD_REPLY, f"unreadable reply (http {status}): {raw[:80]!r}", sent=True
+                ) from None
             healthy = True
             return _Reply(status, body)
-        except _CallFailed as failed:
-            if failed.sent and healthy is None:
-                healthy = False
-            if not failed.sent and failed.reason.startswith("connection"):
+        except CallFailed as failed:
+            if counts_against_provider(failed.kind, sent=failed.sent):
                 healthy = False
             log.warning(
-                "upstream_call_failed", provider=self.name, action=action, reason=failed.reason, sent=failed.sent
+                "upstream_call_failed",
+                provider=self.name,
+                action=action,
+                kind=failed.kind.value,
+                reason=failed.reason,
+                sent=failed.sent,
             )
-            kind = metrics.upstream_error_kind(failed.reason)
-            metrics.UPSTREAM_ERRORS.labels(provider=self._label, action=action, kind=kind).inc()
+            metrics.UPSTREAM_ERRORS.labels(provider=self._label, action=action, kind=failed.kind.value).inc()
             raise
         finally:
             if healthy is True:
@@ -319,7 +323,7 @@ class UpstreamClient:
             elif was_probe:
                 self.breaker.release_probe()
             metrics.UPSTREAM_LATENCY.labels(provider=self._label, action=action).observe(loop.time() - started)
-            metrics.set_breaker_state(self._label, self.breaker.state)
+            metrics.set_breaker_state(self._label, self.breaker.state, BREAKER_STATES)
 
     async def _post(
         self, action: str, params: Mapping[str, str | int], remaining_s: float, before_send: BeforeSend | None
@@ -333,37 +337,49 @@ class UpstreamClient:
             # Literal-IP hosts never reach a resolver: decide them here (the connector checks every socket again).
             self._guard.check_url(self.url, allow_http=self._allow_http)
         except ForbiddenDestination as exc:
-            raise _CallFailed(f"forbidden destination: {exc.address} ({exc.reason})", sent=False) from None
+            raise CallFailed(
+                FailureKind.REFUSED_ADDRESS, f"forbidden destination: {exc.address} ({exc.reason})", sent=False
+            ) from None
         except InvalidUrl as exc:
-            raise _CallFailed(f"invalid url: {exc}", sent=False) from None
+            raise CallFailed(FailureKind.REFUSED_ADDRESS, f"invalid url: {exc}", sent=False) from None
         try:
             async with self._http().post(
                 self.url, data=form, timeout=timeout, trace_request_ctx=progress, allow_redirects=False
             ) as resp:
                 return resp.status, await self._read_capped(resp)
         except _Withheld as withheld:
-            raise _CallFailed(withheld.reason, sent=False) from None
+            raise CallFailed(FailureKind.WITHHELD, withheld.reason, sent=False) from None
         except TimeoutError:
-            raise _CallFailed("timeout" if progress.sent else "connection timeout", sent=progress.sent) from None
+            if progress.sent:
+                raise CallFailed(FailureKind.TIMEOUT, "timeout", sent=True) from None
+            raise CallFailed(FailureKind.CONNECT_TIMEOUT, "connection timeout", sent=False) from None
         except (aiohttp.ClientError, OSError) as exc:
             forbidden = forbidden_cause(exc)
             if forbidden is not None:
-                raise _CallFailed(
-                    f"forbidden destination: {forbidden.address} ({forbidden.reason})", sent=False
+                raise CallFailed(
+                    FailureKind.REFUSED_ADDRESS,
+                    f"forbidden destination: {forbidden.address} ({forbidden.reason})",
+                    sent=False,
                 ) from None
-            what = "connection lost" if progress.sent else "connection failed"
-            raise _CallFailed(f"{what}: {type(exc).__name__}: {exc}"[:300], sent=progress.sent) from None
+            kind, what = (
+                (FailureKind.CONNECTION_LOST, "connection lost")
+                if progress.sent
+                else (FailureKind.CONNECT_FAILED, "connection failed")
+            )
+            raise CallFailed(kind, f"{what}: {type(exc).__name__}: {exc}"[:300], sent=progress.sent) from None
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
         if resp.content_length is not None and resp.content_length > self._max_reply:
             resp.close()
-            raise _CallFailed(f"reply too large: {resp.content_length} bytes announced", sent=True)
+            raise CallFailed(
+                FailureKind.TOO_LARGE, f"reply too large: {resp.content_length} bytes announced", sent=True
+            )
         body = bytearray()
         async for chunk in resp.content.iter_chunked(65536):
             body += chunk
             if len(body) > self._max_reply:
                 resp.close()  # drop the rest unread: closing is cheaper than draining
-                raise _CallFailed(f"reply too large: over {self._max_reply} bytes", sent=True)
+                raise CallFailed(FailureKind.TOO_LARGE, f"reply too large: over {self._max_reply} bytes", sent=True)
         return bytes(body)
 
 
