@@ -6,8 +6,8 @@
  * Like the classic class, every method returns the decoded JSON answer (objects, or arrays where the classic
  * class asks for arrays), errors included ({"error": "..."}), and false when the server cannot be reached.
  * Added: an optional request id on order() (send one per order, and the same one again when you retry it:
- * the order is then never placed twice), the HTTP status of the last answer ($api->last_status) and
- * Api::verifyWebhook() for signed webhook deliveries.
+ * the order is then never placed twice), the HTTP status of the last answer ($api->last_status), the status
+ * its error stands for ($api->last_error_status) and Api::verifyWebhook() for signed webhook deliveries.
  */
 class Api
 {
@@ -22,6 +22,13 @@ class Api
 
     /** HTTP status of the last answer (0: none) */
     public $last_status = 0;
+
+    /**
+     * The HTTP status the last answer's error stands for (0: the last answer was no error, or none came). A
+     * `classic` key answers errors with HTTP 200 and this status in the X-Error-Status header; a `strict` key
+     * answers them with the status itself.
+     */
+    public $last_error_status = 0;
 
     public function __construct($api_url = null, $api_key = null)
     {
@@ -145,6 +152,7 @@ class Api
     private function connect($post)
     {
         $post = array_merge(['key' => $this->api_key], $post);
+        $error_status = null;
         $ch = curl_init($this->api_url);
         curl_setopt_array($ch, [
             CURLOPT_RETURNTRANSFER => true,
@@ -152,9 +160,20 @@ class Api
             CURLOPT_POSTFIELDS => http_build_query($post),
             CURLOPT_TIMEOUT => $this->timeout,
             CURLOPT_USERAGENT => 'panelflow-client-php/0.1.0',
+            CURLOPT_HEADERFUNCTION => function ($ch, $line) use (&$error_status) {
+                if (preg_match('/^X-Error-Status:\s*(\d{3})\s*$/i', $line, $m)) {
+                    $error_status = (int)$m[1];
+                }
+                return strlen($line);
+            },
         ]);
         $result = curl_exec($ch);
         $this->last_status = (int)curl_getinfo($ch, CURLINFO_RESPONSE_CODE);
+        if ($error_status !== null) {
+            $this->last_error_status = $error_status;
+        } else {
+            $this->last_error_status = $this->last_status >= 400 ? $this->last_status : 0;
+        }
         if (curl_errno($ch) != 0 && empty($result)) {
             $result = false;
         }

@@ -48,6 +48,8 @@ def check_common(out: dict[str, Any], service: int) -> int:
     assert out["cancel"]["answer"] == [{"order": order, "cancel": 1}]
     assert out["cancel"]["status"] == 200
     assert out["legacy_balance"] == out["balance"]
+    for name in ("services", "order_rid", "order_rid_again", "status", "multiStatus", "cancel", "balance"):
+        assert out[name]["error_status"] == 0, name  # answers that are no error
     return order
 
 
@@ -59,6 +61,8 @@ async def test_classic_key_every_method_answers_200(api: ApiProcess, pool: async
     assert classic_order != order
     for name in ("refill", "refillStatus"):
         assert out[name]["status"] == 200, name  # errors too
+        assert out[name]["error_status"] == 400, name  # the status they stand for, from X-Error-Status
+    assert out["order"]["error_status"] == 0
     assert out["refill"]["answer"] == {"error": "Order not eligible for refill"}
     assert out["refillStatus"]["answer"] == {"error": "Refill not found"}
     # Two orders of 0.10; the one canceled while pending was refunded.
@@ -73,9 +77,9 @@ async def test_strict_key_refuses_only_the_order_without_request_id(
     customer = await new_customer(pool, profile="strict")
     out = await drive(api, customer.key, service)
     check_common(out, service)
-    assert out["order"] == {"answer": {"error": MISSING_REQUEST_ID}, "status": 400}
-    assert out["refill"]["status"] == 400
-    assert out["refillStatus"]["status"] == 400
+    assert out["order"] == {"answer": {"error": MISSING_REQUEST_ID}, "status": 400, "error_status": 400}
+    for name in ("refill", "refillStatus"):
+        assert (out[name]["status"], out[name]["error_status"]) == (400, 400), name
     assert out["balance"]["status"] == 200
     assert Decimal(out["balance"]["answer"]["balance"]) == Decimal("10")  # the one order was canceled: refunded
     assert await pool.fetchval("SELECT count(*) FROM orders WHERE account_id = $1", customer.account_id) == 1

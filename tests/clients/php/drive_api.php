@@ -1,13 +1,13 @@
 <?php
 // Drives clients/php/Api.php against a running api: every method once, printing one JSON object with each
-// answer and its HTTP status. Usage: php drive_api.php URL KEY SERVICE
+// answer, its HTTP status and the status its error stands for. Usage: php drive_api.php URL KEY SERVICE
 require __DIR__ . '/../../../clients/php/Api.php';
 
 [$_, $url, $key, $service] = $argv;
 $api = new Api($url, $key);
 $out = [];
 $record = function ($name, $answer) use ($api, &$out) {
-    $out[$name] = ['answer' => $answer, 'status' => $api->last_status];
+    $out[$name] = ['answer' => $answer, 'status' => $api->last_status, 'error_status' => $api->last_error_status];
     return $answer;
 };
 
@@ -29,5 +29,9 @@ $record('balance', $api->balance());
 $legacy = new Api();
 $legacy->api_url = $url;
 $legacy->api_key = $key;
-$out['legacy_balance'] = ['answer' => $legacy->balance(), 'status' => $legacy->last_status];
+$out['legacy_balance'] = [
+    'answer' => $legacy->balance(),
+    'status' => $legacy->last_status,
+    'error_status' => $legacy->last_error_status,
+];
 echo json_encode($out), "\n";
