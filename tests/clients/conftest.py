@@ -38,6 +38,13 @@ async def service(pool: asyncpg.Pool, client: ApiClient) -> int:
     return service_id
 
 
+@dataclass(frozen=True)
+class Wire:
+    user_agent: str
+    content_type: str
+    body: bytes
+
+
 @dataclass
 class Front:
     """Forwards every request to the api, unless `plan` says otherwise for the next ones:
@@ -50,6 +57,7 @@ class Front:
     url: str = ""
     plan: list[str] = field(default_factory=list)
     forwarded: list[dict[str, str]] = field(default_factory=list)  # the forms that reached the api
+    wire: list[Wire] = field(default_factory=list)  # the same requests as they came: headers and raw body
     received: int = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -64,6 +72,7 @@ class Front:
         if step == "classic503":  # how the api answers a classic key's 503
             return web.json_response({"error": "Service temporarily unavailable"}, headers={"X-Error-Status": "503"})
         body = await request.read()
+        self.wire.append(Wire(request.headers.get("User-Agent", ""), request.headers.get("Content-Type", ""), body))
         self.forwarded.append({k: str(v) for k, v in (await request.post()).items()})
         headers = {k: v for k, v in request.headers.items() if k.lower() not in {"host", "content-length"}}
         async with self.session.post(self.target, data=body, headers=headers) as upstream:

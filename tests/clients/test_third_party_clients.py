@@ -3,8 +3,12 @@
 - `smmpy` 0.1.0 (MIT): calls `raise_for_status()`, so only a `classic` key (errors as HTTP 200) lets its user
   see our message; under `strict` it reports "400 Client Error" where an answer is an error;
 - `safesmm` 0.1.0 (MIT): reads the error body of any status; under `strict` its `add_order` fails with our
-  message saying how to send a request id, and passes with one.
-Both send `key`, `action` and the order's parameters as a form, as classic panels' clients do.
+  message saying how to send a request id, and passes with one;
+- `babismm` 1.0.1 (MIT, module `smm`, "for any panel using the Perfect Panel or similar API v2 format"): raises
+  `SMMAPIError` with the message of an HTTP 200 error answer, and `SMMNetworkError` ("HTTP status error: 400 -
+  Bad Request") for any 4xx, so, like smmpy, only a `classic` key lets its user see our message; its `add_order`
+  passes extra parameters through, so a `request_id` can be sent with it under `strict`.
+All three send `key`, `action` and the order's parameters as a form, as classic panels' clients do.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncpg
 import pytest
 import requests
 import safesmm
+import smm
 import smmpy
 
 from shared.domain.request_ids import MISSING_REQUEST_ID
@@ -126,3 +131,54 @@ async def test_safesmm(api: ApiProcess, pool: asyncpg.Pool, service: int, profil
     else:
         assert out["add"]["order"] != order
         assert placed == 2
+
+
+def babismm_session(url: str, key: str, service: int) -> dict[str, Any]:
+    with smm.SMM(url, key) as api:
+        out: dict[str, Any] = {"services": api.get_services()}
+        out["add"] = _outcome(lambda: api.add_order(service, LINK, 100))
+        out["add_rid"] = api.add_order(service, LINK, 100, request_id="b-1")
+        out["add_rid_again"] = api.add_order(service, LINK, 100, request_id="b-1")
+        order = out["add_rid"]["order"]
+        out["status"] = api.get_status(order)
+        out["multi_status"] = api.get_multi_status([order, 999999999])
+        out["refill"] = _outcome(lambda: api.create_refill(order))
+        out["multi_refill"] = api.create_multi_refill([order])
+        out["refill_status"] = _outcome(lambda: api.get_refill_status(999999999))
+        out["multi_refill_status"] = api.get_multi_refill_status([999999999])
+        out["cancel"] = api.cancel_orders([order])
+        out["balance"] = api.get_balance()
+    return out
+
+
+@pytest.mark.parametrize("profile", ["strict", "classic"])
+async def test_babismm(api: ApiProcess, pool: asyncpg.Pool, service: int, profile: str) -> None:
+    customer = await new_customer(pool, profile=profile)
+    out = await asyncio.to_thread(babismm_session, api.url + "/api/v2", customer.key, service)
+    assert any(s["service"] == service for s in out["services"])
+    order = out["add_rid"]["order"]
+    assert out["add_rid_again"] == {"order": order}  # the request id it passes through makes a retry safe
+    assert out["status"]["status"] == "Pending"
+    assert out["multi_status"][str(order)]["status"] == "Pending"
+    assert out["multi_status"]["999999999"] == {"error": "Incorrect order ID"}
+    assert out["multi_refill"] == [{"order": order, "refill": {"error": "Order not eligible for refill"}}]
+    assert out["multi_refill_status"] == [{"refill": 999999999, "status": {"error": "Refill not found"}}]
+    assert out["cancel"] == [{"order": order, "cancel": 1}]
+    placed = await pool.fetchval("SELECT count(*) FROM orders WHERE account_id = $1", customer.account_id)
+    if profile == "classic":
+        assert out["add"]["order"] != order  # no request id sent: placed, once
+        assert placed == 2
+        # Errors come as HTTP 200, so it raises them with our message.
+        assert isinstance(out["refill"], smm.SMMAPIError)
+        assert str(out["refill"]) == "Order not eligible for refill"
+        assert isinstance(out["refill_status"], smm.SMMAPIError)
+        assert str(out["refill_status"]) == "Refill not found"
+        assert Decimal(out["balance"]["balance"]) == Decimal("9.90")  # one order of 0.10 left, one refunded
+    else:
+        # A 400 becomes its network error: the status line reaches its user; our message is in the response.
+        for name in ("add", "refill", "refill_status"):
+            assert isinstance(out[name], smm.SMMNetworkError), name
+            assert str(out[name]) == "HTTP status error: 400 - Bad Request", name
+        assert out["add"].response.json() == {"error": MISSING_REQUEST_ID}
+        assert placed == 1
+        assert Decimal(out["balance"]["balance"]) == Decimal("10")
