@@ -62,7 +62,7 @@ bench: setup
 	        echo "bench: installing wrk with apt-get"; \
 	        DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
 	    else echo "bench: wrk is missing: sudo apt-get install wrk" >&2; exit 1; fi; }
-	$(PY) -m bench.run      # api add vs the bare aiohttp ceiling (issue 2)
+	$(PY) -m bench.run      # api add and status vs the bare aiohttp ceiling; add vs the one-transaction-per-request peer
 	$(PY) -m bench.e2e      # orders end to end through worker and simulator, 1 and 2 workers (issue 3)
 	$(PY) -m bench.webhooks # dispatcher deliveries/s and commit-to-receiver latency (issue 4)
 

@@ -1,23 +1,39 @@
-"""The ceiling: a bare aiohttp app that parses the same `add` form body and answers a fixed order.
+"""The ceiling: a bare aiohttp app that parses the same form bodies and answers fixed ones.
 
-`python -m bench.ceiling_app --port 8099`. Whatever panelflow's `add` reaches is measured against this.
+`python -m bench.ceiling_app --port 8099`. `add` answers a fixed order; `status` with `orders` answers a fixed
+answer of the same shape and size as panelflow's for as many ids (every order Pending). Whatever panelflow's
+`add` and `status` reach is measured against this.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 import uvloop
 from aiohttp import web
 
 ORDER = {"order": 1}
+# One order's `status` entry, as panelflow answers it for a Pending order of the benchmark's service.
+STATUS_ENTRY = {"charge": "0.09000", "start_count": "0", "status": "Pending", "remains": "100", "currency": "USD"}
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+def status_answer(ids: str) -> bytes:
+    return _COMPACT_JSON.encode({token: STATUS_ENTRY for token in ids.split(",")}).encode()
 
 
 async def api_v2(request: web.Request) -> web.Response:
     form = await request.post()
-    if form.get("action") != "add" or not form.get("key"):
-        return web.json_response({"error": "Invalid action"}, status=400)
-    return web.json_response(ORDER)
+    if not form.get("key"):
+        return web.json_response({"error": "Invalid API key"}, status=400)
+    action = form.get("action")
+    if action == "add":
+        return web.json_response(ORDER)
+    orders = form.get("orders")
+    if action == "status" and isinstance(orders, str):
+        return web.Response(body=status_answer(orders), content_type="application/json")
+    return web.json_response({"error": "Invalid action"}, status=400)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.run import RESULTS, Child, delete_amqp_names, free_port, machine_info, wait_log
+from bench.harness import RESULTS, Child, Probe, delete_amqp_names, free_port, machine_info, measured, wait_log
 from shared.auth.keys import generate_key, hash_key, key_prefix
 from shared.catalog.providers import add_provider
 from shared.crypto.secretbox import provider_key_box
@@ -102,9 +102,14 @@ async def _place_all(api_url: str, keys_: list[str], service_id: int, n: int, co
 
 
 async def run_e2e(
-    *, orders: int = 3000, worker_counts: tuple[int, ...] = (1, 2), concurrency: int = 64
+    *,
+    orders: int = 3000,
+    worker_counts: tuple[int, ...] = (1, 2),
+    concurrency: int = 64,
+    probe: Probe | None = None,
 ) -> dict[str, Any]:
-    """Set up a stack of its own (database, api + relay, simulator, workers), measure, tear it all down."""
+    """Set up a stack of its own (database, api + relay, simulator, workers), measure, tear it all down.
+    `probe` looks closer at each worker count's run (bench.profile)."""
     base = Settings()
     settings = base.model_copy(
         update={
@@ -164,14 +169,19 @@ async def run_e2e(
                     await wait_log(worker, '"consumer_started"')
                 before = await _sim_stats(session, sim_url)
                 first_id = await conn.fetchval("SELECT coalesce(max(id), 0) FROM orders")
-                began = time.monotonic()
-                accepted = await _place_all(api_url, keys_, service_id, orders, concurrency)
-                placed_s = time.monotonic() - began
-                while await conn.fetchval(
-                    "SELECT count(*) FROM orders WHERE id > $1 AND status <> 'completed'", first_id
-                ):
-                    await asyncio.sleep(0.05)
-                total_s = time.monotonic() - began
+                roots = {"api": api.proc.pid, "simulator": sim.proc.pid}
+                roots |= {f"worker{i + 1}": w.proc.pid for i, w in enumerate(workers)}
+                async with measured(f"e2e_workers_{count}", roots, database=DATABASE, probe=probe,
+                                    unit="order") as window:  # fmt: skip
+                    began = time.monotonic()
+                    accepted = await _place_all(api_url, keys_, service_id, orders, concurrency)
+                    placed_s = time.monotonic() - began
+                    while await conn.fetchval(
+                        "SELECT count(*) FROM orders WHERE id > $1 AND status <> 'completed'", first_id
+                    ):
+                        await asyncio.sleep(0.05)
+                    total_s = time.monotonic() - began
+                    window.units(accepted)
                 after = await _sim_stats(session, sim_url)
                 rows = await conn.fetch(
                     """
@@ -195,6 +205,8 @@ async def run_e2e(
                     "upstream_adds": after["adds"] - before["adds"],
                     "bought_exactly_once": after["adds"] - before["adds"] == accepted == len(rows),
                     "ledger_ok": not await accounts.ledger_mismatches(conn),
+                    # CPU of the bench process placing the orders and polling for them is in `other`.
+                    **window.result,
                 }
                 for worker in workers:
                     worker.stop()

@@ -49,16 +49,7 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from bench.run import (
-    RESULTS,
-    Child,
-    cpu_per_request,
-    cpu_snapshot,
-    delete_amqp_names,
-    free_port,
-    machine_info,
-    wait_log,
-)
+from bench.harness import RESULTS, Child, Probe, delete_amqp_names, free_port, machine_info, measured, wait_log
 from shared.db import accounts, outbox
 from shared.db.migrate import migrate
 from shared.db.pool import connect, create_pool, drop_database, ensure_database, with_database
@@ -352,8 +343,9 @@ def check_once(hits: list[tuple[str, str, float]], expected: set[tuple[str, str]
     }
 
 
-async def run_webhooks(opts: Options | None = None) -> dict[str, Any]:
-    """Set up its own database, AMQP prefix, receiver, relay and one dispatcher; measure; tear it all down."""
+async def run_webhooks(opts: Options | None = None, probe: Probe | None = None) -> dict[str, Any]:
+    """Set up its own database, AMQP prefix, receiver, relay and one dispatcher; measure; tear it all down.
+    `probe` looks closer at the throughput run (bench.profile)."""
     opts = opts or Options()
     settings = bench_settings()
     configure_logging(settings.model_copy(update={"log_level": "WARNING"}), "bench")
@@ -406,21 +398,21 @@ async def run_webhooks(opts: Options | None = None) -> dict[str, Any]:
             start = await client.count()
             burst = make(opts.events, len(warm))
             roots = {"dispatcher": dispatcher.proc.pid, "relay": relay.proc.pid, "receiver": receiver.proc.pid}
-            cpu_before = cpu_snapshot(roots)
-            began_wall = time.time()
-            insert_s = await insert_batches(pool, burst, opts.batch)
-            complete = await client.wait_for(start + len(burst) * per_event)
-            cpu_after = cpu_snapshot(roots)
-            hits = (await client.hits(start))[: len(burst) * per_event]
+            async with measured("webhooks", roots, database=DATABASE, probe=probe, unit="delivery") as window:
+                began_wall = time.time()
+                insert_s = await insert_batches(pool, burst, opts.batch)
+                complete = await client.wait_for(start + len(burst) * per_event)
+                hits = (await client.hits(start))[: len(burst) * per_event]
+                window.units(len(hits))
             span = hits[-1][2] - hits[0][2] if len(hits) > 1 else 0.0
             throughput: dict[str, Any] = {
                 "events": len(burst),
                 "deliveries": len(hits),
                 "deliveries_per_s": round((len(hits) - 1) / span, 1) if span > 0 else 0.0,
                 "first_to_last_s": round(span, 3),
-                # The CPU of the inserts (bench process) and of the wait's polling are left out, but for
+                # The CPU of the inserts (bench process) and of the wait's polling are in `other`, but for
                 # Postgres's share of the inserts.
-                "cpu_us_per_delivery": cpu_per_request(cpu_before, cpu_after, len(hits)),
+                **window.result,
                 "insert_s": round(insert_s, 3),
                 "first_insert_to_last_delivery_s": round(hits[-1][2] - began_wall, 3) if hits else None,
                 "complete": complete,
@@ -433,9 +425,11 @@ async def run_webhooks(opts: Options | None = None) -> dict[str, Any]:
             await asyncio.sleep(1.0)  # let any straggler of (1) land before counting again
             start = await client.count()
             steady = make(int(opts.rate * opts.duration), len(warm) + len(burst))
-            committed, emit_s = await emit_paced(pool, steady, opts.rate)
-            complete_2 = await client.wait_for(start + len(steady) * per_event)
-            hits_2 = await client.hits(start)
+            async with measured("webhooks_steady", roots, database=DATABASE, unit="delivery") as steady_window:
+                committed, emit_s = await emit_paced(pool, steady, opts.rate)
+                complete_2 = await client.wait_for(start + len(steady) * per_event)
+                hits_2 = await client.hits(start)
+                steady_window.units(len(hits_2))
             lat = [at - committed[msg_id] for _, msg_id, at in hits_2 if msg_id in committed]
             latency: dict[str, Any] = {
                 "rate_per_s": opts.rate,
@@ -446,6 +440,7 @@ async def run_webhooks(opts: Options | None = None) -> dict[str, Any]:
                 **_percentiles(lat),
                 "complete": complete_2,
                 "load_avg_1m_after": os.getloadavg()[0],
+                **steady_window.result,
             }
 
             # Late duplicates would show up now: look once more after a pause, then check everything.
