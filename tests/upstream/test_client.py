@@ -228,7 +228,7 @@ async def test_waiting_for_a_slot_counts_against_the_timeout(sim: SimControl, cl
 async def test_add_that_never_gets_a_slot_is_not_sent(sim: SimControl, client_settings: Settings) -> None:
     settings = client_settings.model_copy(update={"upstream_concurrency": 1})
     # The one slot is taken by a call that does not end in time.
-    async with client_for(sim, settings) as client, client._slots:
+    async with client_for(sim, settings) as client, client.transport._slots:
         assert await client.add(order()) == NotSent("no free connection slot in time")
     assert (await sim.stats())["adds"] == 0
 
