@@ -251,7 +251,7 @@ class Settings(BaseSettings):
     # Gauges read from the database (outbox and webhook backlogs, parked orders, due polls) are refreshed this often.
     metrics_sample_s: float = 10.0
     # A background loop (claim, poll, relay, listener, ...) that completed no round for this long, or for three
-    # of its periods if that is longer, makes /readyz fail naming the loop (see shared/supervisor.py).
+    # of its periods if that is longer, makes /readyz fail naming the loop (see shared/kit/supervisor.py).
     loop_stall_s: float = 60.0
 
     # --- local demo (set-up helper: shared/demo.py, shared/cli/stack.py) ---------------------------------

@@ -12,8 +12,8 @@ from sentry_sdk.integrations.aiohttp import AioHttpIntegration
 from services.api import processes, protocol
 from services.api.app import create_app
 from shared.crypto.secretbox import WEBHOOK_SECRET_KEY_SETTING
+from shared.kit.process import check_keys
 from shared.logging import configure_logging
-from shared.process import check_keys
 from shared.sentry import init_sentry
 from shared.settings import Settings
 

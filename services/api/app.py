@@ -26,7 +26,7 @@ from services.api.middlewares import edge
 from services.api.protocol import handler_args
 from services.api.routes import add_routes
 from shared.db.pool import create_pool
-from shared.db.readiness import schema_check
+from shared.db.readiness import database_check, schema_check
 from shared.failpoints import Failpoints
 from shared.ingress.auth import KeyCache
 from shared.ingress.catalog import Catalog
@@ -35,11 +35,12 @@ from shared.ingress.failures import database_unavailable
 from shared.ingress.notifications import Listener
 from shared.ingress.ratelimit import RateLimiter
 from shared.ingress.registry import load_actions
+from shared.kit.ops_server import OpsServer
+from shared.kit.readiness import loops_check
+from shared.kit.sampling import Sampler, sample_outbox
 from shared.messaging.relay import OutboxRelay
 from shared.observability import metrics
-from shared.observability.http import OpsServer, database_check, loops_check
 from shared.ordering.placement import Placer
-from shared.sampling import Sampler, sample_outbox
 from shared.settings import Settings
 
 log = structlog.get_logger("services.api")

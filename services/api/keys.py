@@ -11,8 +11,8 @@ from shared.ingress.catalog import Catalog
 from shared.ingress.client_address import ClientAddress
 from shared.ingress.ratelimit import LayerState, RateLimiter
 from shared.ingress.registry import Handler
+from shared.kit.readiness import Check
 from shared.messaging.relay import OutboxRelay
-from shared.observability.http import Check
 from shared.ordering.placement import Placer
 from shared.settings import Settings
 

@@ -28,7 +28,7 @@ from shared.ingress import auth
 from shared.ingress.failures import database_unavailable
 from shared.ingress.params import api_key, read_params
 from shared.ingress.registry import POST_ONLY, ActionContext, RawJson
-from shared.observability.http import NotReady, loops_check
+from shared.kit.readiness import NotReady, loops_check
 
 READY_TIMEOUT_S = 2.0
 

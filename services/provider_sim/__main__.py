@@ -10,8 +10,8 @@ import uvloop
 from aiohttp import web
 
 from services.provider_sim.app import create_app
+from shared.kit.process import ProcessOps
 from shared.logging import configure_logging
-from shared.observability.runtime import ProcessOps
 from shared.sentry import init_sentry
 from shared.settings import Settings
 

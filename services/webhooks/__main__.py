@@ -8,11 +8,11 @@ import asyncpg
 import structlog
 
 from shared.crypto.secretbox import WEBHOOK_SECRET_KEY_SETTING
-from shared.db.readiness import schema_check
-from shared.observability.http import consumer_check, database_check, loops_check
-from shared.observability.runtime import ProcessOps
-from shared.process import run_process
-from shared.sampling import Sampler, sample_webhooks
+from shared.db.readiness import database_check, schema_check
+from shared.kit.process import ProcessOps, run_process
+from shared.kit.readiness import loops_check
+from shared.kit.sampling import Sampler, sample_webhooks
+from shared.messaging.readiness import consumer_check
 from shared.settings import Settings
 from shared.webhooks.runtime import WebhookService
 

@@ -1,4 +1,4 @@
-"""SQL of the sampled gauges (`shared/sampling.py`): cheap reads served by partial indexes."""
+"""SQL of the sampled gauges (`shared/kit/sampling.py`): cheap reads served by partial indexes."""
 
 from __future__ import annotations
 

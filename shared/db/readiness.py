@@ -1,4 +1,8 @@
-"""Readiness against the schema: a process is not ready while its database lacks a migration its code expects.
+"""The database's readiness checks (see shared/kit/readiness.py): the database answers, and its schema is current.
+
+`database_check`: a pooled connection answers `SELECT 1` within `CHECK_TIMEOUT_S`.
+
+`schema_check`: a process is not ready while its database lacks a migration its code expects.
 
 A rollout that starts new code before `panelflow migrate` ran (or against a restored older database) keeps the
 new pods out of service instead of failing requests on a missing column. The check logs `schema_behind` when
@@ -12,14 +16,22 @@ import asyncpg
 import structlog
 
 from shared.db.migrate import available, pending_versions
+from shared.kit.readiness import CHECK_TIMEOUT_S, Check, NotReady
 from shared.observability import metrics
-from shared.observability.http import CHECK_TIMEOUT_S, Check, NotReady
 
 log = structlog.get_logger(__name__)
 
 
 class SchemaBehind(NotReady):
     pass
+
+
+def database_check(pool: asyncpg.Pool) -> Check:
+    async def check() -> None:
+        async with pool.acquire(timeout=CHECK_TIMEOUT_S) as conn:
+            await conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT_S)
+
+    return check
 
 
 def schema_check(pool: asyncpg.Pool) -> Check:

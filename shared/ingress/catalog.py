@@ -16,8 +16,8 @@ from shared.db import catalog as sql
 from shared.db.catalog import ServiceRow
 from shared.domain.money import format_money
 from shared.domain.order_types import ServiceTerms
+from shared.kit.supervisor import Beat, stall_after, supervise
 from shared.settings import Settings
-from shared.supervisor import Beat, stall_after, supervise
 
 log = structlog.get_logger(__name__)
 

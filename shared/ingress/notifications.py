@@ -14,8 +14,8 @@ import asyncpg
 import structlog
 
 from shared.db.pool import connect
+from shared.kit.supervisor import Beat, stall_after, supervise
 from shared.settings import Settings
-from shared.supervisor import Beat, stall_after, supervise
 
 log = structlog.get_logger(__name__)
 

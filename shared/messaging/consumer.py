@@ -41,6 +41,7 @@ from prometheus_client import Counter
 
 from shared.db.pool import DATABASE_UNAVAILABLE
 from shared.domain.events import EventType
+from shared.kit.supervisor import Beat, stall_after, supervise
 from shared.messaging import topology
 from shared.messaging.acks import AckBatcher
 from shared.messaging.backoff import Backoff
@@ -48,7 +49,6 @@ from shared.messaging.connection import connect
 from shared.messaging.envelope import Envelope, MalformedMessage, parse_message
 from shared.observability import metrics
 from shared.settings import Settings
-from shared.supervisor import Beat, stall_after, supervise
 
 Handler = Callable[[Envelope], Awaitable[None]]
 
@@ -57,7 +57,7 @@ log = structlog.get_logger("panelflow.consumer")
 # The event types counted by name in `panelflow_messages_consumed_total`; anything else is "other".
 _EVENT_TYPES = frozenset(str(t) for t in EventType)
 
-# While subscribed, the loop reports a round this often (see shared/supervisor.py).
+# While subscribed, the loop reports a round this often (see shared/kit/supervisor.py).
 HEARTBEAT_S = 5.0
 
 

@@ -15,10 +15,10 @@ import structlog
 from aio_pika.abc import AbstractConnection
 from aiormq.exceptions import ChannelNotFoundEntity
 
+from shared.kit.periodic import Periodic
 from shared.messaging import topology
 from shared.messaging.connection import connect
 from shared.observability import metrics
-from shared.periodic import Periodic
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -28,6 +28,7 @@ from pamqp.commands import Basic
 from shared.db import outbox
 from shared.db.pool import HeldConnection, connect
 from shared.failpoints import Failpoints
+from shared.kit.supervisor import Beat, stall_after, supervise
 from shared.messaging import topology
 from shared.messaging.backoff import Backoff
 from shared.messaging.connection import connect as connect_amqp
@@ -35,7 +36,6 @@ from shared.messaging.envelope import publish_properties
 from shared.messaging.outbox_retention import OutboxRetention
 from shared.observability import metrics
 from shared.settings import Settings
-from shared.supervisor import Beat, stall_after, supervise
 
 NOTIFY_CHANNEL = "panelflow_outbox"
 # How often the idle LISTEN connection is probed: a connection lost without a FIN is noticed this late.

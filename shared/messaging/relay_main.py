@@ -10,8 +10,8 @@ import asyncio
 
 import asyncpg
 
+from shared.kit.process import run_process
 from shared.messaging.relay import OutboxRelay
-from shared.process import run_process
 from shared.settings import Settings
 
 

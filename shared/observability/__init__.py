@@ -1,1 +1,1 @@
-"""Operations: Prometheus metrics, the /metrics + /healthz + /readyz server, sampled database gauges."""
+"""Prometheus metrics: every metric of every process (the ops server and the samplers are in shared/kit/)."""

@@ -5,7 +5,7 @@ labels (action, HTTP status, rate-limit layer, provider name, outcome, event typ
 a key or a URL. Label values that come from the outside (an action name, an event type) are folded into
 "other" unless known, so a caller cannot grow the series set.
 
-Gauges read from the database (`*_backlog`, parked orders, ...) are sampled by `shared.sampling`
+Gauges read from the database (`*_backlog`, parked orders, ...) are sampled by `shared.kit.sampling`
 in the process that owns them; every replica reports the same value, so dashboards use `max`, not `sum`.
 """
 

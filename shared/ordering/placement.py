@@ -31,9 +31,9 @@ from shared.errors import (
     RequestIdConflict,
     ServiceNotFound,
 )
+from shared.kit.supervisor import Beat, stall_after, supervise
 from shared.observability import metrics
 from shared.settings import Settings
-from shared.supervisor import Beat, stall_after, supervise
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +49,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
 )
-# The batcher reports a round this often while it waits for requests (see shared/supervisor.py).
+# The batcher reports a round this often while it waits for requests (see shared/kit/supervisor.py).
 IDLE_BEAT_S = 5.0
 # A connection found dead when taken from the pool is replaced at most this often in all.
 _ACQUIRE_ATTEMPTS = 2

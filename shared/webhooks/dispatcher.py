@@ -21,10 +21,10 @@ from prometheus_client import Counter
 
 from shared.db import webhook_dispatch as db
 from shared.db.pool import DATABASE_ERRORS, HeldConnection
+from shared.kit.supervisor import Beat, stall_after, supervise
 from shared.net.guard import AddressGuard
 from shared.observability import metrics
 from shared.settings import Settings
-from shared.supervisor import Beat, stall_after, supervise
 from shared.webhooks.batching import GroupCommit
 from shared.webhooks.recording import Outcome, record_round, unstorable
 from shared.webhooks.schedule import Decision, Verdict, decide

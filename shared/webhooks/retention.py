@@ -29,7 +29,7 @@ import structlog
 
 from shared.db import webhook_retention as sql
 from shared.db.types import Acquire
-from shared.periodic import Periodic
+from shared.kit.periodic import Periodic
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)

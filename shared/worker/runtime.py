@@ -14,10 +14,10 @@ import structlog
 
 from shared.db.pool import DATABASE_ERRORS
 from shared.failpoints import Failpoints
+from shared.kit.supervisor import Beat, stall_after, supervise
 from shared.messaging import topology
 from shared.messaging.consumer import Consumer
 from shared.settings import Settings
-from shared.supervisor import Beat, stall_after, supervise
 from shared.worker.batcher import Batcher
 from shared.worker.cancels import Cancels
 from shared.worker.handlers import WorkerHandlers

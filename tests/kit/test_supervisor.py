@@ -13,8 +13,9 @@ import structlog
 from aiohttp import ClientSession
 from prometheus_client import REGISTRY
 
-from shared.observability.http import OpsServer, loops_check
-from shared.supervisor import Beat, Supervisor
+from shared.kit.ops_server import OpsServer
+from shared.kit.readiness import loops_check
+from shared.kit.supervisor import Beat, Supervisor
 from tests.support.processes import free_port
 
 
@@ -156,6 +157,6 @@ async def test_a_loop_without_rounds_makes_readiness_fail_naming_it() -> None:
 
 @pytest.mark.parametrize(("period_s", "floor_s", "expected"), [(0.25, 60.0, 60.0), (30.0, 60.0, 90.0)])
 def test_stall_after_is_a_few_periods_at_least_the_floor(period_s: float, floor_s: float, expected: float) -> None:
-    from shared.supervisor import stall_after
+    from shared.kit.supervisor import stall_after
 
     assert stall_after(floor_s, period_s) == expected

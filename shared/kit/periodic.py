@@ -6,7 +6,7 @@
     await loop.stop()       # wakes it from its wait, lets a running step finish
 
 The step handles the errors it expects (a sampler logs and keeps its last values, a purge logs and retries next
-time); anything else it raises is the supervisor's (shared/supervisor.py): logged, counted, and the loop started
+time); anything else it raises is the supervisor's (shared/kit/supervisor.py): logged, counted, and the loop started
 again. A loop that completed no step for three intervals (at least `STALL_FLOOR_S`) counts as stalled.
 `stopping` is set by `stop()`, for steps that check it between batches.
 """
@@ -18,7 +18,7 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable
 
-from shared.supervisor import Beat, stall_after, supervise
+from shared.kit.supervisor import Beat, stall_after, supervise
 
 # A periodic step may take its time (a purge in batches): stalled only after this long at least.
 STALL_FLOOR_S = 60.0

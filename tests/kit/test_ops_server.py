@@ -16,15 +16,17 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.db import outbox
+from shared.db.readiness import database_check
 from shared.domain.events import Event, EventType
+from shared.kit.ops_server import OpsServer
+from shared.kit.sampling import Sampler, sample_outbox, sample_webhooks, sample_worker
 from shared.messaging import topology
 from shared.messaging.connection import connect as connect_amqp
 from shared.messaging.consumer import Consumer
 from shared.messaging.envelope import Envelope
 from shared.messaging.queue_depth import QueueDepthSampler
+from shared.messaging.readiness import consumer_check
 from shared.observability import metrics
-from shared.observability.http import OpsServer, consumer_check, database_check
-from shared.sampling import Sampler, sample_outbox, sample_webhooks, sample_worker
 from shared.settings import Settings
 from tests.support.isolation import delete_amqp_names
 from tests.support.processes import free_port

@@ -1,69 +1,33 @@
 """The operations endpoints: `/metrics` (Prometheus), `/healthz` (alive, no I/O), `/readyz` (dependencies answer).
 
-The api mounts `metrics_handler` on its own router (it has its own health probes); the worker, webhooks and
-simulator processes run an `OpsServer` on a port of their own (`PANELFLOW_METRICS_PORT_*`):
+Every process runs an `OpsServer` on a port of its own (`PANELFLOW_METRICS_PORT_*`), usually through
+`ProcessOps` (shared/kit/process.py):
 
     server = OpsServer(settings.metrics_host, settings.metrics_port_worker,
                        checks={"database": database_check(pool), "broker": consumer_check(worker.consumer)})
     await server.start()   ...   await server.stop()
 
-A check is an async callable that raises when its dependency is not usable; `/readyz` answers 503 with the
-failing checks then. Liveness never runs a check: a database outage must not get a healthy process restarted.
+The checks are passed in by the process that owns the dependencies (shared/kit/readiness.py); this module knows
+none of them. `/readyz` answers 503 with the failing checks and why. Liveness never runs a check: a database
+outage must not get a healthy process restarted.
+
+The api also answers `/healthz` and `/readyz` on its public port (`add_probe_routes(app, public=True)`, the same
+checks as its ops port), so that probes test the listener that takes the traffic; there `/readyz` names the
+failing checks but not their errors (addresses, driver messages are for the cluster, not the internet).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
-import asyncpg
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from shared.messaging.consumer import Consumer
-from shared.supervisor import SUPERVISOR, Supervisor
-
-Check = Callable[[], Awaitable[None]]
-
-CHECK_TIMEOUT_S = 2.0
+from shared.kit.readiness import Check, run_checks
 
 log = structlog.get_logger(__name__)
-
-
-class NotReady(Exception):
-    pass
-
-
-def database_check(pool: asyncpg.Pool) -> Check:
-    async def check() -> None:
-        async with pool.acquire(timeout=CHECK_TIMEOUT_S) as conn:
-            await conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT_S)
-
-    return check
-
-
-def consumer_check(consumer: Consumer) -> Check:
-    """Ready while the consumer holds an open broker connection and is subscribed to its queue."""
-
-    async def check() -> None:
-        if not consumer.consuming.is_set():
-            raise NotReady(f"not consuming {consumer.queue_name}: broker connection down")
-
-    return check
-
-
-def loops_check(supervisor: Supervisor = SUPERVISOR) -> Check:
-    """Ready while every supervised loop of the process completes rounds (see shared/supervisor.py)."""
-
-    async def check() -> None:
-        stalled = supervisor.stalled()
-        if stalled:
-            listed = ", ".join(f"{name} (no round for {idle:.0f} s)" for name, idle in sorted(stalled.items()))
-            raise NotReady(f"loops not making progress: {listed}")
-
-    return check
 
 
 def _json(value: object, status: int = 200) -> web.Response:
@@ -79,37 +43,39 @@ async def healthz(_request: web.Request) -> web.Response:
     return _json({"status": "ok"})
 
 
-async def run_checks(checks: Mapping[str, Check]) -> dict[str, str]:
-    """The failing checks, by name, with their error (empty: ready)."""
-
-    async def one(check: Check) -> str | None:
-        try:
-            await asyncio.wait_for(check(), CHECK_TIMEOUT_S + 1)
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"[:300]
-        return None
-
-    results = await asyncio.gather(*(one(check) for check in checks.values()))
-    return {name: error for name, error in zip(checks, results, strict=True) if error is not None}
-
-
+# The readiness checks of the application serving the probes; set before it serves.
 CHECKS: web.AppKey[dict[str, Check]] = web.AppKey("checks")
+
+NOT_READY = "unavailable"
 
 
 async def readyz(request: web.Request) -> web.Response:
     checks: dict[str, Check] = request.app[CHECKS]
     failed = await run_checks(checks)
     if failed:
-        return _json({"status": "unavailable", "failed": failed}, status=503)
+        return _json({"status": NOT_READY, "failed": failed}, status=503)
     return _json({"status": "ok"})
+
+
+async def public_readyz(request: web.Request) -> web.Response:
+    checks: dict[str, Check] = request.app[CHECKS]
+    failed = await run_checks(checks)
+    if failed:
+        return _json({"status": NOT_READY, "failed": dict.fromkeys(failed, NOT_READY)}, status=503)
+    return _json({"status": "ok"})
+
+
+def add_probe_routes(app: web.Application, *, public: bool = False) -> None:
+    """`/healthz` and `/readyz` on `app`, running the checks in `app[CHECKS]`."""
+    app.router.add_get("/healthz", healthz, allow_head=True)
+    app.router.add_get("/readyz", public_readyz if public else readyz, allow_head=True)
 
 
 def ops_app(checks: Mapping[str, Check]) -> web.Application:
     app = web.Application()
     app[CHECKS] = dict(checks)
     app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/healthz", healthz, allow_head=True)
-    app.router.add_get("/readyz", readyz, allow_head=True)
+    add_probe_routes(app)
     return app
 
 

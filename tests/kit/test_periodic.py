@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import time
 
-from shared.periodic import Periodic
+from shared.kit.periodic import Periodic
 
 
 async def test_runs_now_then_every_interval_and_stops_at_once() -> None:

@@ -12,8 +12,8 @@ import structlog
 
 from shared.db import observability as sql
 from shared.db.types import Conn
+from shared.kit.periodic import Periodic
 from shared.observability import metrics
-from shared.periodic import Periodic
 
 Sample = Callable[[Conn], Awaitable[None]]
 
