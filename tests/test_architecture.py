@@ -5,6 +5,8 @@ than in a review.
   all; the domain only the domain and the error hierarchy, and nothing outside the standard library (it is pure:
   no database, broker or HTTP); `shared.observability` only itself and `shared.settings` (callers hand it plain
   values: a state name, a kind's value, the set of known labels).
+- The plumbing beside them (`shared.net`, `shared.logging`, `shared.sentry`, `shared.crypto`) and the upstream
+  client (`shared.upstream`: the API v2 contract, not the worker that calls it) import no code of their callers.
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ LAYERS = (
     Layer("shared.settings", ()),
     Layer("shared.domain", ("shared.domain", "shared.errors"), stdlib_only=True),
     Layer("shared.observability", ("shared.observability", "shared.settings")),
+    # Plumbing beside them: each takes what it needs as arguments, never the code that calls it.
+    Layer("shared.net", ("shared.net",)),
+    Layer("shared.logging", ("shared.settings",)),
+    Layer("shared.sentry", ("shared.settings",)),
+    Layer("shared.crypto", ("shared.crypto", "shared.settings")),
+    # The upstream client knows the API v2 contract (the domain's order types and bounds), not the worker.
+    Layer(
+        "shared.upstream",
+        ("shared.upstream", "shared.domain", "shared.errors", "shared.net", "shared.observability", "shared.settings"),
+    ),
 )
 
 
