@@ -19,7 +19,6 @@ from services.api.keys import (
     PLACER,
     POOL,
     RELAY,
-    SCHEMA,
     SETTINGS,
 )
 from services.api.middlewares import edge
@@ -35,11 +34,11 @@ from shared.ingress.failures import database_unavailable
 from shared.ingress.notifications import Listener
 from shared.ingress.ratelimit import RateLimiter
 from shared.ingress.registry import load_actions
-from shared.kit.ops_server import OpsServer
+from shared.kit.ops_server import CHECKS
+from shared.kit.process import ProcessOps
 from shared.kit.readiness import loops_check
 from shared.kit.sampling import Sampler, sample_outbox
 from shared.messaging.relay import OutboxRelay
-from shared.observability import metrics
 from shared.ordering.placement import Placer
 from shared.settings import Settings
 
@@ -59,7 +58,6 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         log.warning("database_unavailable_at_start", error=repr(exc))
         pool = await create_pool(settings.model_copy(update={"db_pool_min": 0}))
     app[POOL] = pool
-    app[SCHEMA] = schema_check(pool)
     yield
     await pool.close()
 
@@ -102,22 +100,22 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     await relay.stop()
 
 
-async def _metrics(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    metrics.set_build_info("api", settings.release)
-    # /metrics on the ops port only: the public port is the internet's, the ops port the cluster's.
-    ops = OpsServer(
-        settings.metrics_host,
+async def _ops(app: web.Application) -> AsyncIterator[None]:
+    settings, pool = app[SETTINGS], app[POOL]
+    # /metrics on the ops port only: the public port is the internet's, the ops port the cluster's. The broker is
+    # not checked, on purpose: orders go into the outbox while it is away, and the relay publishes them later.
+    ops = ProcessOps(
+        settings,
+        "api",
         settings.metrics_port_api,
-        {"database": database_check(app[POOL]), "schema": app[SCHEMA], "loops": loops_check()},
+        checks={"database": database_check(pool), "schema": schema_check(pool), "loops": loops_check()},
+        # The relay runs here, so the api samples the outbox backlog (every replica alike: dashboards take max).
+        samplers=[Sampler(pool, [sample_outbox], settings.metrics_sample_s)],
         reuse_port=settings.api_processes > 1,
     )
+    app[CHECKS] = ops.checks  # the public port's probes run the same checks
     await ops.start()
-    # The relay runs here, so the api samples the outbox backlog (every replica alike: dashboards take max).
-    sampler = Sampler(app[POOL], [sample_outbox], settings.metrics_sample_s)
-    await sampler.start()
     yield
-    await sampler.stop()
     await ops.stop()
 
 
@@ -137,6 +135,6 @@ def create_app(settings: Settings) -> web.Application:
     app[ADDRESS] = ClientAddress(settings.trusted_proxies)
     app[FAILPOINTS] = Failpoints(settings.failpoints)
     app[ACTIONS] = load_actions()
-    app.cleanup_ctx.extend([_database, _caches, _rate_limits, _relay, _metrics, _placement])
+    app.cleanup_ctx.extend([_database, _caches, _rate_limits, _relay, _ops, _placement])
     add_routes(app)
     return app

@@ -11,15 +11,12 @@ from shared.ingress.catalog import Catalog
 from shared.ingress.client_address import ClientAddress
 from shared.ingress.ratelimit import LayerState, RateLimiter
 from shared.ingress.registry import Handler
-from shared.kit.readiness import Check
 from shared.messaging.relay import OutboxRelay
 from shared.ordering.placement import Placer
 from shared.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
-# The schema readiness check, one per process (it logs when the schema falls behind, not at every probe).
-SCHEMA: web.AppKey[Check] = web.AppKey("schema")
 KEYS = web.AppKey("keys", KeyCache)
 CATALOG = web.AppKey("catalog", Catalog)
 LIMITER = web.AppKey("limiter", RateLimiter)

@@ -1,4 +1,4 @@
-"""HTTP handlers: `/api/v2` (parse, authenticate, limit, dispatch to an action) and the health probes."""
+"""HTTP handlers: `/api/v2` (parse, authenticate, limit, dispatch to an action); the probes are the ops server's."""
 
 from __future__ import annotations
 
@@ -19,19 +19,14 @@ from services.api.keys import (
     PROFILE,
     RATE_STATES,
     REQUEST_ID,
-    SCHEMA,
     SETTINGS,
 )
 from services.api.reference import add_reference_routes
-from shared.errors import DependencyDown, InvalidAction, MissingParameter, PostRequired
+from shared.errors import InvalidAction, MissingParameter, PostRequired
 from shared.ingress import auth
-from shared.ingress.failures import database_unavailable
 from shared.ingress.params import api_key, read_params
 from shared.ingress.registry import POST_ONLY, ActionContext, RawJson
-from shared.kit.readiness import NotReady, loops_check
-
-READY_TIMEOUT_S = 2.0
-
+from shared.kit.ops_server import add_probe_routes
 
 # Built once: json.dumps with options builds a new encoder per call.
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
@@ -85,36 +80,9 @@ async def api_v2(request: web.Request) -> web.Response:
     return json_response(result)
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    try:
-        async with request.app[POOL].acquire(timeout=READY_TIMEOUT_S) as conn:
-            await conn.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
-    except Exception as exc:
-        if not database_unavailable(exc):
-            raise
-        raise DependencyDown() from exc
-    try:
-        await request.app[SCHEMA]()
-    except NotReady as exc:  # new code before `panelflow migrate`: stay out of service
-        return json_response({"status": "unavailable", "failed": {"schema": str(exc)}}, status=503)
-    except Exception as exc:
-        if not database_unavailable(exc):
-            raise
-        raise DependencyDown() from exc
-    try:
-        await loops_check()()
-    except NotReady as exc:  # the relay, a listener, ... stopped making rounds: restart me
-        return json_response({"status": "unavailable", "failed": {"loops": str(exc)}}, status=503)
-    return json_response({"status": "ok"})
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_route("POST", "/api/v2", api_v2)
     app.router.add_route("GET", "/api/v2", api_v2)
-    app.router.add_get("/healthz", healthz, allow_head=True)
-    app.router.add_get("/readyz", readyz, allow_head=True)
+    # The same /healthz and /readyz as the ops port (app[CHECKS], set at start), errors left out.
+    add_probe_routes(app, public=True)
     add_reference_routes(app, app[SETTINGS])
