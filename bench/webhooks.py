@@ -373,8 +373,8 @@ async def run_webhooks(opts: Options | None = None, probe: Probe | None = None) 
         children.append(dispatcher)
         # Ready = consuming its queue (declared by then), so the relay's first publish is routed.
         await dispatcher.wait_http(f"http://127.0.0.1:{ops_port}/readyz")
-        relay = Child("shared.messaging.relay_main", child_env(settings, PANELFLOW_LOG_LEVEL="INFO"),
-                      logs / "relay.log", [])  # fmt: skip
+        relay_env = child_env(settings, PANELFLOW_LOG_LEVEL="INFO", PANELFLOW_METRICS_PORT_RELAY="0")
+        relay = Child("services.relay", relay_env, logs / "relay.log", [])
         children.append(relay)
         await wait_log(relay, '"relay_started"')
 

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     refills_pending_max: int = 1
 
     # --- outbox relay --------------------------------------------------------------------------------
+    # false: the api runs no relay of its own (run `python -m services.relay` beside it instead).
     relay_enabled: bool = True
     relay_batch: int = 500
     relay_poll_s: float = 1.0
@@ -248,6 +249,7 @@ class Settings(BaseSettings):
     metrics_port_worker: int = 9101
     metrics_port_webhooks: int = 9102
     metrics_port_sim: int = 9103
+    metrics_port_relay: int = 9104
     # Gauges read from the database (outbox and webhook backlogs, parked orders, due polls) are refreshed this often.
     metrics_sample_s: float = 10.0
     # A background loop (claim, poll, relay, listener, ...) that completed no round for this long, or for three

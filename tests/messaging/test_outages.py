@@ -74,7 +74,9 @@ async def test_relay_killed_between_publish_and_mark_loses_nothing(
     log_path = logs_dir / f"relay-crash-{uuid.uuid4().hex[:6]}.log"
     async with Observer(msettings) as observer:
         doomed = ManagedProcess(
-            "shared.messaging.relay_main", settings_env(msettings, failpoints="relay.after_publish=kill"), log_path
+            "services.relay",
+            settings_env(msettings, failpoints="relay.after_publish=kill", metrics_port_relay=0),
+            log_path,
         ).start()
         try:
             await eventually(_exited(doomed), timeout=30)
@@ -85,7 +87,7 @@ async def test_relay_killed_between_publish_and_mark_loses_nothing(
         await observer.wait_for(1)  # the broker confirmed it ...
         assert await unpublished(messaging_pool) == 1  # ... but the mark never committed
 
-        survivor = ManagedProcess("shared.messaging.relay_main", settings_env(msettings), log_path).start()
+        survivor = ManagedProcess("services.relay", settings_env(msettings, metrics_port_relay=0), log_path).start()
         try:
             await eventually(lambda: _is_published(messaging_pool, event.id), timeout=30)
             await observer.wait_for(2)
