@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure Postgres, RabbitMQ and Redis answer at the configured URLs (PANELFLOW_DATABASE_URL,
-# PANELFLOW_AMQP_URL, PANELFLOW_REDIS_URL; defaults in shared/settings.py). Idempotent; silent when all is fine.
+# PANELFLOW_AMQP_URL, PANELFLOW_REDIS_URL; defaults in shared/settings/). Idempotent; silent when all is fine.
 #
 # For each service that does not answer, in this order:
 #   1. installed but stopped            -> start it (pg_ctlcluster / service, redis-server, rabbitmq-server);
