@@ -53,8 +53,9 @@ from bench.harness import RESULTS, Child, Probe, delete_amqp_names, free_port, m
 from shared.db import accounts, outbox
 from shared.db.migrate import migrate
 from shared.db.pool import connect, create_pool, drop_database, ensure_database, with_database
+from shared.domain import lifecycle
 from shared.domain.events import Event, EventType
-from shared.domain.lifecycle import OrderView, status_payload
+from shared.domain.lifecycle import OrderView
 from shared.domain.statuses import OrderState
 from shared.logging import configure_logging
 from shared.net.guard import AddressGuard
@@ -218,13 +219,14 @@ async def register_endpoints(pool: asyncpg.Pool, settings: Settings, opts: Optio
 
 
 def status_event(account_id: int, n: int) -> Event:
-    """An `order.status_changed` event shaped like the worker's (shared.domain.lifecycle.status_payload)."""
+    """An `order.status_changed` event shaped like the worker's (shared.domain.lifecycle.status_event)."""
     order = OrderView(
         id=n + 1, account_id=account_id, type="Default", state=OrderState.PENDING, quantity=1000,
         charge=Decimal("0.90000"), refunded=Decimal("0"), currency="USD",
     )  # fmt: skip
     state = STATES[n % len(STATES)]
-    payload = status_payload(order, state=state, refunded=Decimal("0"), start_count=1234, remains=0)
+    body = lifecycle.status_event(order, state=state, refunded=Decimal("0"), start_count=1234, remains=0)
+    payload = body.to_payload()
     return Event(EventType.ORDER_STATUS_CHANGED, payload, f"whbench-{n}")
 
 

@@ -1,7 +1,7 @@
 """What the api answers: the success body of each action, the errors by status, the webhook payloads.
 
 The shapes are those the handlers build (shared/ingress/actions_*.py, views.py, catalog.py) and the worker's
-events (shared/domain/lifecycle.py, shared/worker/settlement.py, refills.py): money and counts as strings,
+events (shared/domain/lifecycle.py, shared/ordering/settlement.py, refills.py): money and counts as strings,
 ids as integers.
 """
 

@@ -10,12 +10,12 @@ never logged: rows keep it out of their repr, log lines name the provider only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import structlog
 
 from shared.crypto.secretbox import SecretBox, SecretBoxError
-from shared.db import catalog
+from shared.db import providers as provider_sql
+from shared.db.providers import ProviderRow
 from shared.db.types import Conn
 from shared.net.guard import AddressGuard, ForbiddenDestination, InvalidUrl
 from shared.settings import Settings
@@ -53,35 +53,28 @@ async def check_url(url: str, settings: Settings) -> str | None:
     return None
 
 
-class StoredKey(Protocol):
-    @property
-    def id(self) -> int: ...
-    @property
-    def api_key_enc(self) -> str | None: ...
-    @property
-    def legacy_api_key(self) -> str | None: ...
-
-
 async def add_provider(
     conn: Conn, box: SecretBox, *, name: str, url: str, api_key: str, idempotent: bool = False
 ) -> int:
-    return await catalog.add_provider(conn, name=name, url=url, api_key_enc=box.encrypt(api_key), idempotent=idempotent)
+    return await provider_sql.add_provider(
+        conn, name=name, url=url, api_key_enc=box.encrypt(api_key), idempotent=idempotent
+    )
 
 
 async def upsert_provider(
     conn: Conn, box: SecretBox, *, name: str, url: str, api_key: str, idempotent: bool = False
 ) -> int:
-    return await catalog.upsert_provider(
+    return await provider_sql.upsert_provider(
         conn, name=name, url=url, api_key_enc=box.encrypt(api_key), idempotent=idempotent
     )
 
 
 async def set_provider_key(conn: Conn, box: SecretBox, provider_id: int, api_key: str) -> bool:
     """Replace our key at a provider (it issued a new one); False when there is no such provider."""
-    return await catalog.set_provider_key(conn, provider_id, box.encrypt(api_key))
+    return await provider_sql.set_provider_key(conn, provider_id, box.encrypt(api_key))
 
 
-def provider_key(box: SecretBox, stored: StoredKey) -> str:
+def provider_key(box: SecretBox, stored: ProviderRow) -> str:
     """The key to send to the provider. SecretBoxError when no configured key decrypts it.
 
     A plaintext key (written by an older release after `panelflow migrate` ran, e.g. during a rolling
@@ -106,7 +99,7 @@ async def encrypt_provider_keys(conn: Conn, box: SecretBox, *, rotate: bool) -> 
     every encrypted key under the first key of the setting. One transaction: a key no configured key
     decrypts raises SecretBoxError (naming the providers) and nothing changes. Safe to run concurrently."""
     async with conn.transaction():
-        rows = await catalog.provider_keys_for_update(conn, plaintext_only=not rotate)
+        rows = await provider_sql.providers_for_key_update(conn, plaintext_only=not rotate)
         encrypted = reencrypted = 0
         unreadable = []
         for row in rows:
@@ -121,7 +114,7 @@ async def encrypt_provider_keys(conn: Conn, box: SecretBox, *, rotate: bool) -> 
                     unreadable.append(row.id)
                     continue
                 reencrypted += 1
-            await catalog.set_provider_key(conn, row.id, token)
+            await provider_sql.set_provider_key(conn, row.id, token)
         if unreadable:
             raise SecretBoxError(
                 f"the keys of providers {', '.join(map(str, unreadable))} cannot be decrypted with the keys of "

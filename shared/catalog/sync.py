@@ -19,6 +19,7 @@ from decimal import Decimal
 from shared.catalog.providers import provider_key
 from shared.crypto.secretbox import SecretBoxError, provider_key_box
 from shared.db import catalog
+from shared.db import providers as provider_sql
 from shared.db.catalog import ServiceRow, SyncedService
 from shared.db.types import Conn
 from shared.domain.money import charges_nothing, quantize
@@ -122,7 +123,7 @@ async def apply_sync(
     """Write the upstream's catalog for this provider. Run it inside a transaction (the caller's)."""
     if not conn.is_in_transaction():
         raise RuntimeError("apply_sync must run inside a transaction")
-    provider = await catalog.get_provider(conn, provider_id, for_update=True)
+    provider = await provider_sql.get_provider(conn, provider_id, for_update=True)
     if provider is None:
         raise SyncError(f"provider {provider_id} not found")
     existing = await catalog.provider_services(conn, provider_id)
@@ -139,7 +140,7 @@ async def apply_sync(
 
 async def sync_provider(conn: Conn, settings: Settings, provider_id: int, *, markup_pct: Decimal | None) -> SyncSummary:
     """Fetch the provider's `services` and apply them in one transaction of `conn`."""
-    provider = await catalog.get_provider(conn, provider_id)
+    provider = await provider_sql.get_provider(conn, provider_id)
     if provider is None:
         raise SyncError(f"provider {provider_id} not found")
     try:

@@ -31,6 +31,7 @@ from shared.cli.base import (
 )
 from shared.crypto.secretbox import SecretBox, SecretBoxError, provider_key_box
 from shared.db import catalog
+from shared.db import providers as provider_sql
 from shared.domain.money import MINIMUM_CHARGE, charges_nothing, smallest_payable_quantity
 from shared.domain.order_types import FLAT_TYPES, ORDER_TYPES
 from shared.net.guard import InvalidUrl
@@ -115,7 +116,7 @@ async def _add_provider(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _list_providers(args: argparse.Namespace, settings: Settings) -> int:
     async with database(settings) as conn:
-        rows = await catalog.list_providers(conn)
+        rows = await provider_sql.list_providers(conn)
     for p in rows:
         if args.json:
             print(json.dumps({"provider": p.id, "name": p.name, "url": p.url, "active": p.active,
@@ -128,7 +129,7 @@ async def _list_providers(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _set_provider(args: argparse.Namespace, settings: Settings) -> int:
     async with database(settings) as conn:
-        if not await catalog.set_provider_idempotent(conn, args.provider, args.idempotent):
+        if not await provider_sql.set_provider_idempotent(conn, args.provider, args.idempotent):
             raise CommandError(f"provider {args.provider} not found")
     print(f"provider {args.provider}: {'idempotent' if args.idempotent else 'not idempotent'}")
     return 0

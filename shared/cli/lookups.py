@@ -7,7 +7,9 @@ from dataclasses import asdict
 
 from shared.cli.base import CommandError, Parser, database, positive_int
 from shared.cli.output import emit, emit_one
-from shared.db import accounts, catalog, keys, orders
+from shared.db import accounts, catalog, keys
+from shared.db import providers as provider_sql
+from shared.db.orders import reads as orders
 from shared.domain.statuses import OrderState
 from shared.settings import Settings
 
@@ -118,11 +120,12 @@ async def show_order(args: argparse.Namespace, settings: Settings) -> int:
 
 async def show_provider(args: argparse.Namespace, settings: Settings) -> int:
     async with database(settings) as conn:
-        found = [p for p in await catalog.list_providers(conn) if p.id == args.provider]
+        found = await provider_sql.get_provider(conn, args.provider)
         services = await catalog.list_services(conn, provider_id=args.provider) if found else []
-    if not found:
+    if found is None:
         raise CommandError(f"provider {args.provider} not found")
-    record = {**asdict(found[0]), "services": len(services), "services_active": sum(s.active for s in services)}
+    shown = {name: value for name, value in asdict(found).items() if name not in provider_sql.KEY_FIELDS}
+    record = {**shown, "services": len(services), "services_active": sum(s.active for s in services)}
     emit_one(record, as_json=args.json)
     return 0
 

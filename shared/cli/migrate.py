@@ -19,7 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_f
 from shared.catalog import providers
 from shared.cli.base import CommandError, Subparsers, command, database, database_error
 from shared.crypto.secretbox import SecretBoxError, provider_key_box
-from shared.db import catalog
+from shared.db import providers as provider_sql
 from shared.db.migrate import ChangedMigrationError, SchemaStatus, migrate, status
 from shared.db.pool import database_name, ensure_database
 from shared.settings import Settings
@@ -93,7 +93,7 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
             print("applied migrations: " + ", ".join(f"{v:03d}" for v in applied))
         else:
             print("database is up to date")
-        if await catalog.has_plaintext_provider_keys(conn):
+        if await provider_sql.has_plaintext_provider_keys(conn):
             try:
                 report = await providers.encrypt_provider_keys(conn, provider_key_box(settings), rotate=False)
             except SecretBoxError as exc:

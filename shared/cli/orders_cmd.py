@@ -18,7 +18,7 @@ import asyncpg
 
 from shared.cli import lookups
 from shared.cli.base import CommandError, Subparsers, command, database, database_error, group, positive_int
-from shared.db import parked as parked_sql
+from shared.db.orders import reads as parked_sql
 from shared.db.pool import create_pool
 from shared.domain.lifecycle import upstream_request_id
 from shared.domain.money import format_money

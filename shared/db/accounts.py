@@ -1,7 +1,14 @@
-"""SQL of accounts and their ledger. Every balance change writes its ledger row in the same transaction."""
+"""SQL of accounts and their ledger: every balance and ledger write but the reservation of a placed order
+(`shared.db.placement`, one set-based statement with the orders it places).
+
+Every balance change writes its ledger row in the same transaction. Money goes back to an account only through
+`pay_refunds`, which locks the accounts itself. Lock order, everywhere: order rows (by id), then account rows
+(by id); callers that refund lock the orders first (`shared.db.orders.locks`), so no deadlock cycle can form.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -85,6 +92,127 @@ async def ledger_mismatches(conn: Conn) -> list[LedgerMismatch]:
         """
     )
     return [LedgerMismatch(r["id"], r["balance"], r["ledger_sum"]) for r in rows]
+
+
+# --- refunds and captures of orders ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refund:
+    order_id: int
+    account_id: int
+    amount: Decimal
+    memo: str
+
+
+class RefundAlreadyPaid(RuntimeError):
+    """The ledger already holds a refund for an order this transaction meant to refund: roll it back."""
+
+
+async def pay_refunds(conn: Conn, refunds: Sequence[Refund]) -> int:
+    """Lock the accounts (in id order), then write each refund's ledger row, `orders.refunded` and the balance,
+    together, inside the caller's transaction; returns how many refunds were paid (amounts of 0 are skipped).
+
+    Exactly once by schema: the ledger's unique (order_id, 'refund') index refuses a second row, and the
+    `refunded <= charge` CHECK refuses an overpayment; a refund that lost such a race raises, so the caller's
+    whole transaction (the status change included) rolls back and is retried against the new state.
+    """
+    refunds = [r for r in refunds if r.amount > 0]
+    if not refunds:
+        return 0
+    await conn.execute(
+        "SELECT id FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+        sorted({r.account_id for r in refunds}),
+    )
+    paid = await conn.fetch(
+        """
+        INSERT INTO ledger (account_id, kind, amount, order_id, memo)
+        SELECT account_id, 'refund', amount, order_id, memo
+        FROM unnest($1::bigint[], $2::bigint[], $3::numeric[], $4::text[]) AS r(order_id, account_id, amount, memo)
+        ON CONFLICT DO NOTHING
+        RETURNING order_id
+        """,
+        [r.order_id for r in refunds],
+        [r.account_id for r in refunds],
+        [r.amount for r in refunds],
+        [r.memo for r in refunds],
+    )
+    if len(paid) != len(refunds):
+        raise RefundAlreadyPaid(sorted({r.order_id for r in refunds} - {p["order_id"] for p in paid}))
+    await conn.execute(
+        """
+        UPDATE orders o SET refunded = o.refunded + r.amount
+        FROM unnest($1::bigint[], $2::numeric[]) AS r(order_id, amount) WHERE o.id = r.order_id
+        """,
+        [r.order_id for r in refunds],
+        [r.amount for r in refunds],
+    )
+    totals: dict[int, Decimal] = {}
+    for r in refunds:
+        totals[r.account_id] = totals.get(r.account_id, Decimal(0)) + r.amount
+    await conn.execute(
+        """
+        UPDATE accounts a SET balance = a.balance + t.amount
+        FROM unnest($1::bigint[], $2::numeric[]) AS t(id, amount) WHERE a.id = t.id
+        """,
+        list(totals),
+        list(totals.values()),
+    )
+    return len(refunds)
+
+
+@dataclass(frozen=True)
+class Capture:
+    order_id: int
+    account_id: int
+
+
+async def record_captures(conn: Conn, captures: Sequence[Capture]) -> None:
+    """Orders bought upstream: their reservations are now spent there. The 'capture' row moves no money (the
+    balance moved at reservation); it is written once per order (unique (order_id, 'capture'))."""
+    if not captures:
+        return
+    await conn.execute(
+        """
+        INSERT INTO ledger (account_id, kind, amount, order_id, memo)
+        SELECT account_id, 'capture', 0, order_id, 'bought upstream'
+        FROM unnest($1::bigint[], $2::bigint[]) AS c(order_id, account_id)
+        ON CONFLICT DO NOTHING
+        """,
+        [c.order_id for c in captures],
+        [c.account_id for c in captures],
+    )
+
+
+# --- low balance -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LowBalance:
+    account_id: int
+    balance: Decimal
+    threshold: Decimal
+    currency: str
+
+
+async def arm_low_balance_alerts(conn: Conn, *, account_ids: Sequence[int], default: Decimal) -> list[LowBalance]:
+    """Accounts now below their threshold that were not alerted since they last stood at or above it.
+
+    Marks them alerted; the `accounts_rearm_low_balance` trigger (002) clears the mark when the balance is
+    back at the threshold, so the next fall alerts again: one `balance.low` per crossing.
+    """
+    rows = await conn.fetch(
+        """
+        UPDATE accounts
+        SET low_balance_alerted_under = coalesce(low_balance_threshold, $2)
+        WHERE id = ANY($1::bigint[]) AND low_balance_alerted_under IS NULL
+          AND balance < coalesce(low_balance_threshold, $2)
+        RETURNING id, balance, low_balance_alerted_under AS threshold, currency
+        """,
+        sorted(set(account_ids)),
+        default,
+    )
+    return [LowBalance(r["id"], r["balance"], r["threshold"], r["currency"]) for r in rows]
 
 
 # --- admin reads (CLI, demo seed) -------------------------------------------------------------------------------

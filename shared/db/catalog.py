@@ -1,8 +1,8 @@
-"""SQL of providers and services (the catalog)."""
+"""SQL of services (the catalog); their providers are in `shared.db.providers`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 import asyncpg
@@ -36,38 +36,6 @@ _SERVICE_COLUMNS = (
 
 def _service(row: asyncpg.Record) -> ServiceRow:
     return ServiceRow(**dict(row.items()))
-
-
-async def add_provider(conn: Conn, *, name: str, url: str, api_key_enc: str, idempotent: bool = False) -> int:
-    """`api_key_enc`: our key at the provider, already encrypted (shared.catalog.providers does that)."""
-    provider_id: int = await conn.fetchval(
-        "INSERT INTO providers (name, url, api_key_enc, idempotent) VALUES ($1, $2, $3, $4) RETURNING id",
-        name,
-        url,
-        api_key_enc,
-        idempotent,
-    )
-    return provider_id
-
-
-@dataclass(frozen=True)
-class ProviderListing:
-    id: int
-    name: str
-    url: str
-    active: bool
-    idempotent: bool
-
-
-async def list_providers(conn: Conn) -> list[ProviderListing]:
-    rows = await conn.fetch("SELECT id, name, url, active, idempotent FROM providers ORDER BY id")
-    return [ProviderListing(**dict(r.items())) for r in rows]
-
-
-async def set_provider_idempotent(conn: Conn, provider_id: int, idempotent: bool) -> bool:
-    """Whether the provider honours `request_id` on `add`; False when there is no such provider."""
-    result: str = await conn.execute("UPDATE providers SET idempotent = $2 WHERE id = $1", provider_id, idempotent)
-    return result != "UPDATE 0"
 
 
 async def add_service(
@@ -123,74 +91,7 @@ async def find_service(conn: Conn, *, name: str, category: str) -> ServiceRow | 
     return None if row is None else _service(row)
 
 
-async def upsert_provider(conn: Conn, *, name: str, url: str, api_key_enc: str, idempotent: bool = False) -> int:
-    """The provider with this name, created or pointed at `url` with this key (the demo seed's simulator)."""
-    provider_id: int = await conn.fetchval(
-        """
-        INSERT INTO providers (name, url, api_key_enc, idempotent) VALUES ($1, $2, $3, $4)
-        ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, api_key_enc = EXCLUDED.api_key_enc, api_key = NULL,
-                                         idempotent = EXCLUDED.idempotent
-        RETURNING id
-        """,
-        name,
-        url,
-        api_key_enc,
-        idempotent,
-    )
-    return provider_id
-
-
-async def set_provider_key(conn: Conn, provider_id: int, api_key_enc: str) -> bool:
-    """Store a provider's (encrypted) key; any plaintext one left from before migration 006 goes. False: no
-    such provider."""
-    done: str = await conn.execute(
-        "UPDATE providers SET api_key_enc = $2, api_key = NULL WHERE id = $1", provider_id, api_key_enc
-    )
-    return done == "UPDATE 1"
-
-
-@dataclass(frozen=True)
-class StoredProviderKey:
-    id: int
-    api_key_enc: str | None = field(repr=False)
-    legacy_api_key: str | None = field(repr=False)  # plaintext from before migration 006, until encrypted
-
-
-async def has_plaintext_provider_keys(conn: Conn) -> bool:
-    found: bool = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM providers WHERE api_key IS NOT NULL)")
-    return found
-
-
-async def provider_keys_for_update(conn: Conn, *, plaintext_only: bool) -> list[StoredProviderKey]:
-    """Every provider's stored key (or those still in plaintext), locked until the caller's transaction ends."""
-    where = " WHERE api_key IS NOT NULL" if plaintext_only else ""
-    rows = await conn.fetch(
-        f"SELECT id, api_key_enc, api_key AS legacy_api_key FROM providers{where} ORDER BY id FOR UPDATE"
-    )
-    return [StoredProviderKey(**dict(r.items())) for r in rows]
-
-
 # --- catalog sync from an upstream provider (H5: shared/catalog/sync.py) ------------------------------------
-
-
-@dataclass(frozen=True)
-class ProviderRow:
-    id: int
-    name: str
-    url: str
-    api_key_enc: str | None = field(repr=False)
-    legacy_api_key: str | None = field(repr=False)  # plaintext from before migration 006, until encrypted
-    active: bool
-
-
-async def get_provider(conn: Conn, provider_id: int, *, for_update: bool = False) -> ProviderRow | None:
-    """`for_update` locks the provider's row: two syncs of one provider run one after the other."""
-    lock = " FOR UPDATE" if for_update else ""
-    row = await conn.fetchrow(
-        f"SELECT id, name, url, api_key_enc, api_key AS legacy_api_key, active FROM providers WHERE id = $1{lock}",
-        provider_id,
-    )
-    return None if row is None else ProviderRow(**dict(row.items()))
 
 
 async def provider_services(conn: Conn, provider_id: int) -> list[ServiceRow]:

@@ -1,4 +1,5 @@
-"""SQL of the worker's refill handling: forwarding requests upstream and following their status.
+"""SQL of refills: the api's requests (under the lock of their order, `shared.db.orders.locks`) and status
+reads, and the worker's forwarding upstream and following of their status.
 
 A refill costs nothing, so unlike an order an uncertain forward is simply retried: the upstream answers a
 second request for the same order with an error ("refill already pending"), never with a second charge.
@@ -10,6 +11,49 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.db.types import Conn
+from shared.domain.statuses import REFILL_OPEN
+
+# --- the api -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefillCounts:
+    total: int
+    open: int
+
+
+async def refill_counts(conn: Conn, *, order_id: int) -> RefillCounts:
+    row = await conn.fetchrow(
+        """
+        SELECT count(*) AS total, count(*) FILTER (WHERE status = ANY($2::text[])) AS open
+        FROM refills WHERE order_id = $1
+        """,
+        order_id,
+        [str(s) for s in REFILL_OPEN],
+    )
+    assert row is not None
+    return RefillCounts(total=row["total"], open=row["open"])
+
+
+async def insert_refill(conn: Conn, *, order_id: int, account_id: int) -> int:
+    refill_id: int = await conn.fetchval(
+        "INSERT INTO refills (order_id, account_id, status) VALUES ($1, $2, 'pending') RETURNING id",
+        order_id,
+        account_id,
+    )
+    return refill_id
+
+
+async def refill_statuses(conn: Conn, *, account_id: int, refill_ids: Sequence[int]) -> dict[int, str]:
+    rows = await conn.fetch(
+        "SELECT id, status FROM refills WHERE account_id = $1 AND id = ANY($2::bigint[])",
+        account_id,
+        list(refill_ids),
+    )
+    return {r["id"]: r["status"] for r in rows}
+
+
+# --- the worker ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

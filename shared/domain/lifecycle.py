@@ -87,7 +87,9 @@ class Outcome:
 def refund_owed(order: OrderView, state: OrderState, remains: int | None) -> Decimal:
     """The refund a move into `state` owes, minus what was already refunded; never negative.
 
-    Partial: charge x remains / quantity. Canceled: the whole charge. Anything else: nothing.
+    Partial: charge x remains / quantity. Canceled: the whole charge. Anything else: nothing. The one refund
+    rule: every refund of an order, the worker's and the api's cancel alike, is this amount
+    (`shared.ordering.settlement` applies it, `shared.db.accounts.pay_refunds` writes it).
     """
     if state is OrderState.CANCELED:
         total = order.charge
@@ -146,12 +148,6 @@ def status_event(
         currency=order.currency,
     )
     return OrderStatusChanged(order.account_id, order.id, shown)
-
-
-def status_payload(
-    order: OrderView, *, state: OrderState, refunded: Decimal, start_count: int | None, remains: int | None
-) -> dict[str, Any]:
-    return status_event(order, state=state, refunded=refunded, start_count=start_count, remains=remains).to_payload()
 
 
 def refill_state(upstream_status: str) -> RefillState | None:

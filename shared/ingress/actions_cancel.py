@@ -1,8 +1,9 @@
 """`cancel` (one `order` or a batch of `orders`): always answers a list with a result per id.
 
 - 'pending' and provably never sent upstream (no submit attempt, or only one whose request never started):
-  canceled at once, the whole charge refunded in the same transaction (order row, ledger 'refund' row,
-  balance), with `order.status_changed` + `order.canceled` events.
+  canceled at once, the whole charge refunded in the same transaction through the worker's own settlement
+  path (`shared.ordering.cancel` → `shared.ordering.settlement`: order row, ledger 'refund' row,
+  `orders.refunded`, balance, exactly once), with `order.status_changed` + `order.canceled` events.
 - submitted ('in_progress' / 'processing'), or 'pending' after an attempt that may have reached the upstream
   (an unknown outcome being resent), and the service allows cancel: the cancel is recorded
   (`cancel_requested_at`) and a `cancel.requested` event asks the worker to forward it upstream (once the
@@ -15,46 +16,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.db import orders as sql
+from shared.db.orders import cancels as sql
+from shared.db.orders.locks import lock_account_order
 from shared.db.outbox import add_events
 from shared.db.types import Conn
-from shared.domain.events import CancelRequested, EventType, OrderStatusChanged, event
-from shared.domain.statuses import IN_FLIGHT, OrderState, OrderStatus
+from shared.domain.events import CancelRequested, event
+from shared.domain.statuses import IN_FLIGHT, OrderState
 from shared.errors import IncorrectOrderId, NotEligible, ValidationFailed
 from shared.ingress.params import parse_id, split_ids
 from shared.ingress.registry import ActionContext, action
+from shared.ordering.cancel import cancel_unsent
 
 
 async def _cancel(conn: Conn, ctx: ActionContext, order_id: int) -> None:
     async with conn.transaction():
-        order = await sql.lock_order(conn, account_id=ctx.account_id, order_id=order_id)
+        order = await lock_account_order(conn, account_id=ctx.account_id, order_id=order_id)
         if order is None:
             raise IncorrectOrderId()
-        if order.status == OrderState.PENDING and order.never_sent:
-            await sql.cancel_pending_with_refund(conn, order)
-            shown = OrderStatus.of(
-                state=OrderState.CANCELED,
-                charge=order.charge,
-                refunded=order.charge,
-                quantity=order.quantity,
-                start_count=order.start_count,
-                remains=order.quantity,
-                currency=order.currency,
-            )
-            body = OrderStatusChanged(ctx.account_id, order.id, shown)
-            await add_events(
-                conn,
-                [
-                    event(EventType.ORDER_STATUS_CHANGED, body, ctx.correlation_id),
-                    event(EventType.ORDER_CANCELED, body, ctx.correlation_id),
-                ],
-            )
+        view = order.view
+        if view.state is OrderState.PENDING and order.never_sent:
+            await cancel_unsent(conn, view, correlation_id=ctx.correlation_id)
             return
-        if order.status not in (*IN_FLIGHT, OrderState.PENDING) or not order.service_cancel:
+        if view.state not in (*IN_FLIGHT, OrderState.PENDING) or not order.service_cancel:
             raise NotEligible("Order not eligible for cancel")
         if order.cancel_requested_at is not None:
             raise NotEligible("Cancel already requested for this order")
-        await sql.mark_cancel_requested(conn, order_id=order_id)
+        await sql.request_cancel(conn, order_id=order_id)
         request = CancelRequested(order_id=order_id, account_id=ctx.account_id)
         await add_events(conn, [event(CancelRequested.TYPE, request, ctx.correlation_id)])
 

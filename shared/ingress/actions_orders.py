@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from shared.auth.keys import CLASSIC
-from shared.db import orders as sql
+from shared.db.orders import reads as sql
 from shared.domain.order_types import OrderDraft, draft_order, fingerprint
 from shared.domain.request_ids import chosen_request_id, generated_request_id
 from shared.errors import DependencyDown, IncorrectOrderId, ServiceNotFound, ValidationFailed

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from shared.db import orders as sql
+from shared.db import refills as sql
+from shared.db.orders.locks import lock_account_order
 from shared.db.outbox import add_event
 from shared.db.types import Conn
 from shared.domain.events import RefillRequested, event
@@ -25,10 +26,10 @@ REFILLABLE = frozenset({OrderState.COMPLETED, OrderState.PARTIAL})
 
 async def _request_refill(conn: Conn, ctx: ActionContext, order_id: int) -> int:
     async with conn.transaction():
-        order = await sql.lock_order(conn, account_id=ctx.account_id, order_id=order_id)
+        order = await lock_account_order(conn, account_id=ctx.account_id, order_id=order_id)
         if order is None:
             raise IncorrectOrderId()
-        if not order.service_refill or order.status not in REFILLABLE:
+        if not order.service_refill or order.view.state not in REFILLABLE:
             raise NotEligible("Order not eligible for refill")
         counts = await sql.refill_counts(conn, order_id=order_id)
         if counts.open >= ctx.settings.refills_pending_max:

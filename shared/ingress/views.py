@@ -3,7 +3,7 @@ one the order events carry."""
 
 from __future__ import annotations
 
-from shared.db.orders import OrderStatusRow
+from shared.db.orders.reads import OrderStatusRow
 from shared.domain.statuses import OrderStatus
 
 

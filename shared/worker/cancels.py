@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import asyncpg
 import structlog
 
-from shared.db import lifecycle as sql
+from shared.db.orders import cancels as sql
 from shared.db.types import Conn
 from shared.settings import Settings
 from shared.upstream.results import IdError, UpstreamError

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared.db import lifecycle as sql
-from shared.db import parked
+from shared.db.orders import cancels as cancels_sql
+from shared.db.orders import reads
+from shared.db.orders import submission as sql
+from shared.db.orders.locks import LockedOrder, lock_orders
 from shared.db.types import Conn
 from shared.domain.statuses import OrderState
 from shared.errors import NotEligible
+from shared.observability import metrics
+from shared.ordering.settlement import Settlement
 from shared.settings import Settings
-from shared.worker.settlement import Settlement
 from shared.worker.submission import poll_schedule
 from shared.worker.tx import in_transaction
 
@@ -29,8 +32,8 @@ class Resolution:
     status: OrderState
 
 
-async def _lock_parked(conn: Conn, order_id: int) -> sql.LockedOrder:
-    locked = await sql.lock_orders(conn, [order_id])
+async def _lock_parked(conn: Conn, order_id: int) -> LockedOrder:
+    locked = await lock_orders(conn, [order_id])
     if not locked:
         raise NotEligible(f"Order {order_id} not found")
     if locked[0].view.state is not OrderState.UNKNOWN:
@@ -43,13 +46,12 @@ async def attach_provider_order(
 ) -> Resolution:
     async def work(conn: Conn) -> Resolution:
         locked = await _lock_parked(conn, order_id)
-        provider_id = await parked.service_provider(conn, order_id=order_id)
+        provider_id = await reads.service_provider(conn, order_id=order_id)
         if provider_id is None:
             raise NotEligible(f"Order {order_id}'s service has no upstream provider")
-        await sql.mark_accepted(
-            conn, [sql.Purchase(order_id, provider_id, provider_order_id, poll_schedule(settings).delay(0))]
-        )
+        purchase = sql.Purchase(order_id, provider_id, provider_order_id, poll_schedule(settings).delay(0))
         settlement = Settlement()
+        settlement.bought(await sql.mark_accepted(conn, [purchase]))
         settlement.order_moved(
             locked.view,
             state=OrderState.IN_PROGRESS,
@@ -67,18 +69,17 @@ async def refund(pool: asyncpg.Pool, *, order_id: int) -> Resolution:
     async def work(conn: Conn) -> Resolution:
         locked = await _lock_parked(conn, order_id)
         view = locked.view
-        await sql.finish_canceled(conn, order_id=order_id, error="parked order refunded by an operator")
+        await cancels_sql.finish_canceled(conn, order_id=order_id, error="parked order refunded by an operator")
         settlement = Settlement()
         settlement.order_moved(
             view,
             state=OrderState.CANCELED,
             start_count=view.start_count,
             remains=view.quantity,
-            refund=view.charge - view.refunded,
             memo="parked order refunded by an operator",
             correlation_id=locked.correlation_id,
         )
-        await settlement.write(conn)
+        metrics.REFUNDS.inc(await settlement.write(conn))
         return Resolution(order_id, "refund", OrderState.CANCELED)
 
     return await in_transaction(pool, work)
@@ -87,7 +88,7 @@ async def refund(pool: asyncpg.Pool, *, order_id: int) -> Resolution:
 async def resubmit(pool: asyncpg.Pool, *, order_id: int) -> Resolution:
     async def work(conn: Conn) -> Resolution:
         await _lock_parked(conn, order_id)
-        await parked.mark_resubmit(conn, order_id=order_id, note="resubmitted by an operator")
+        await sql.mark_resubmit(conn, order_id=order_id, note="resubmitted by an operator")
         return Resolution(order_id, "resubmit", OrderState.PENDING)
 
     return await in_transaction(pool, work)

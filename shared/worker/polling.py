@@ -10,14 +10,15 @@ from collections import defaultdict
 import asyncpg
 import structlog
 
-from shared.db import lifecycle as sql
+from shared.db.orders import progress as sql
+from shared.db.orders.locks import lock_orders
 from shared.db.types import Conn
 from shared.domain.lifecycle import Observation, PollSchedule, observe
 from shared.domain.statuses import TERMINAL
 from shared.observability import metrics
+from shared.ordering.settlement import Settlement
 from shared.settings import Settings
 from shared.upstream.results import IdError, OrderReport, UpstreamError
-from shared.worker.settlement import Settlement
 from shared.worker.submission import poll_schedule
 from shared.worker.tx import in_transaction
 from shared.worker.upstreams import UnknownProvider, Upstreams
@@ -82,9 +83,9 @@ class Poller:
     async def _apply(self, conn: Conn, reports: dict[int, OrderReport | IdError]) -> None:
         settlement = Settlement()
         progress: list[sql.Progress] = []
-        for locked in await sql.lock_orders(conn, list(reports)):
+        for locked in await lock_orders(conn, list(reports)):
             view, report = locked.view, reports[locked.view.id]
-            next_s = self._schedule.delay(locked.extra["age_s"])
+            next_s = self._schedule.delay(locked.age_s)
             if isinstance(report, IdError):
                 log.warning(
                     "status_id_error", order_id=view.id, correlation_id=locked.correlation_id, reason=report.message
@@ -120,7 +121,6 @@ class Poller:
                 state=outcome.state,
                 start_count=outcome.start_count,
                 remains=outcome.remains,
-                refund=outcome.refund,
                 memo=f"upstream reported {report.status}, remains {outcome.remains}",
                 correlation_id=locked.correlation_id,
             )
@@ -133,4 +133,4 @@ class Poller:
                     new=str(outcome.state),
                 )
         await sql.record_progress(conn, progress)
-        await settlement.write(conn)
+        metrics.REFUNDS.inc(await settlement.write(conn))

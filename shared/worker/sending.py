@@ -2,7 +2,7 @@
 
 Without it, an order whose worker died after the claim could not be told apart from one whose request went
 out, and every such order had to be parked. With it, the sweeper gives never-sent orders back to 'pending'
-(`shared.db.submissions`). The upstream client awaits `SendMarks.before_send(...)` once its connection is up and
+(`shared.db.orders.submission`). The upstream client awaits `SendMarks.before_send(...)` once its connection is up and
 just before it writes the request (aiohttp's request-headers-sent trace signal, which fires before the headers
 are written): a connection that could not be made leaves the mark unset, so "not sent" stays provable.
 
@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import structlog
 
-from shared.db import submissions as sql
+from shared.db.orders import submission as sql
 from shared.db.pool import DATABASE_UNAVAILABLE
 
 log = structlog.get_logger(__name__)

@@ -19,17 +19,20 @@ from collections.abc import Sequence
 import asyncpg
 import structlog
 
-from shared.db import lifecycle as sql
+from shared.db import accounts
+from shared.db.orders import cancels as cancels_sql
+from shared.db.orders import submission as sql
+from shared.db.orders.locks import LockedOrder, lock_orders
 from shared.db.pool import DATABASE_UNAVAILABLE
 from shared.db.types import Conn
 from shared.domain.lifecycle import PollSchedule, RetrySchedule, upstream_add_params, upstream_request_id
 from shared.domain.statuses import OrderState
 from shared.failpoints import Failpoints
 from shared.observability import metrics
+from shared.ordering.settlement import Settlement
 from shared.settings import Settings
 from shared.upstream.results import Accepted, AddResult, NotSent, OutOfFunds, Refused, Unknown
 from shared.worker.sending import SendMarks
-from shared.worker.settlement import Settlement
 from shared.worker.tx import in_transaction
 from shared.worker.upstreams import UnknownProvider, Upstreams
 
@@ -58,7 +61,7 @@ class Submitter:
             claimed = await sql.claim_named(conn, order_ids)
             if claimed:
                 # The reservation just lowered these balances: alert the accounts that crossed their threshold.
-                alerts = await sql.arm_low_balance_alerts(
+                alerts = await accounts.arm_low_balance_alerts(
                     conn,
                     account_ids=[s.account_id for s in claimed],
                     default=self._settings.low_balance_threshold,
@@ -137,21 +140,21 @@ class Submitter:
         by_id = {s.id: (s, a) for s, a in zip(claimed, answers, strict=True)}
         settlement = Settlement()
         purchases: list[sql.Purchase] = []
-        for locked in await sql.lock_orders(conn, list(by_id)):
+        for locked in await lock_orders(conn, list(by_id)):
             order, answer = by_id[locked.view.id]
-            if locked.view.state not in _AWAITING_ANSWER or locked.extra["submit_attempts"] != order.attempt:
+            if locked.view.state not in _AWAITING_ANSWER or locked.submit_attempts != order.attempt:
                 log.warning("submit_answer_stale", order_id=order.id, state=str(locked.view.state), answer=repr(answer))
                 continue
             await self._apply(conn, settlement, purchases, locked, order, answer)
-        await sql.mark_accepted(conn, purchases)
-        await settlement.write(conn)
+        settlement.bought(await sql.mark_accepted(conn, purchases))
+        metrics.REFUNDS.inc(await settlement.write(conn))
 
     async def _apply(
         self,
         conn: Conn,
         settlement: Settlement,
         purchases: list[sql.Purchase],
-        locked: sql.LockedOrder,
+        locked: LockedOrder,
         order: sql.Submission,
         answer: AddResult,
     ) -> None:
@@ -174,13 +177,12 @@ class Submitter:
                 bound.info("order_submitted", provider_order_id=provider_order_id)
                 metrics.SUBMISSIONS.labels(outcome="accepted").inc()
             case Refused(message=message):
-                await sql.finish_canceled(conn, order_id=view.id, error=f"refused upstream: {message}")
+                await cancels_sql.finish_canceled(conn, order_id=view.id, error=f"refused upstream: {message}")
                 settlement.order_moved(
                     view,
                     state=OrderState.CANCELED,
                     start_count=view.start_count,
                     remains=view.quantity,
-                    refund=view.charge - view.refunded,
                     memo=f"refused upstream: {message}"[:200],
                     correlation_id=locked.correlation_id,
                 )

@@ -15,8 +15,8 @@ import asyncpg
 import structlog
 
 from shared.db import refills as refills_sql
-from shared.db import submissions as submissions_sql
-from shared.db.submissions import STALE_REASONS, StaleOutcome
+from shared.db.orders import submission as submissions_sql
+from shared.db.orders.submission import STALE_REASONS, StaleOutcome
 from shared.observability import metrics
 from shared.settings import Settings
 from shared.worker.cancels import Cancels

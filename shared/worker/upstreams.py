@@ -13,7 +13,8 @@ import structlog
 
 from shared.catalog.providers import provider_key
 from shared.crypto.secretbox import SecretBoxError, provider_key_box
-from shared.db import lifecycle as sql
+from shared.db import providers as provider_sql
+from shared.db.providers import ProviderRow
 from shared.settings import Settings
 from shared.upstream.client import ProviderClients, UpstreamClient
 
@@ -36,7 +37,7 @@ class Upstreams:
         self._pool = pool
         self._clients = ProviderClients(settings)
         self._box = provider_key_box(settings)
-        self._endpoints: dict[int, sql.ProviderEndpoint] = {}
+        self._endpoints: dict[int, ProviderRow] = {}
         self._keys: dict[int, str | None] = {}  # None: the key does not decrypt
         self._loaded_at = float("-inf")
 
@@ -46,7 +47,7 @@ class Upstreams:
         endpoint = self._endpoints.get(provider_id)
         if endpoint is None or time.monotonic() - self._loaded_at > _REFRESH_S:
             async with self._pool.acquire() as conn:
-                self._endpoints = await sql.provider_endpoints(conn)
+                self._endpoints = await provider_sql.providers_by_id(conn)
             self._keys = {pid: self._key(e) for pid, e in self._endpoints.items() if e.active}
             self._loaded_at = time.monotonic()
             endpoint = self._endpoints.get(provider_id)
@@ -59,7 +60,7 @@ class Upstreams:
             )
         return await self._clients.get(provider_id, url=endpoint.url, key=key, name=endpoint.name)
 
-    def _key(self, endpoint: sql.ProviderEndpoint) -> str | None:
+    def _key(self, endpoint: ProviderRow) -> str | None:
         try:
             return provider_key(self._box, endpoint)
         except SecretBoxError as exc:

@@ -9,7 +9,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from shared.db import submissions as submissions_sql
+from shared.db.orders import submission as submissions_sql
 from shared.domain.events import CancelRequested, OrderStatusChanged
 from tests.api.conftest import ApiClient, balance_of, ledger_clean, wait_for_service
 from tests.support.factories import make_customer, make_service

@@ -12,16 +12,16 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from shared.apidoc.document import build
-from shared.db.lifecycle import LowBalance
+from shared.db.accounts import LowBalance
 from shared.db.refills import RefillClaim
 from shared.domain.events import Event, EventType
 from shared.domain.lifecycle import OrderView
 from shared.domain.statuses import OrderState, RefillState
+from shared.ordering.settlement import Settlement
 from shared.settings import Settings
 from shared.webhooks.ingest import event_data
 from shared.webhooks.sender import message_body
 from shared.worker.refills import refill_event
-from shared.worker.settlement import Settlement
 
 DOCUMENT = build(Settings.model_construct())
 
@@ -49,9 +49,9 @@ def settled_events() -> list[Event]:
     settlement.order_moved(
         order(state=OrderState.PENDING), state=OrderState.IN_PROGRESS, start_count=None, remains=None
     )
-    settlement.order_moved(order(), state=OrderState.PARTIAL, start_count=3572, remains=157, refund=Decimal("0.14130"))
+    settlement.order_moved(order(), state=OrderState.PARTIAL, start_count=3572, remains=157)
     settlement.order_moved(order(), state=OrderState.COMPLETED, start_count=10, remains=0)
-    settlement.order_moved(order(), state=OrderState.CANCELED, start_count=None, remains=1000, refund=Decimal("0.9"))
+    settlement.order_moved(order(), state=OrderState.CANCELED, start_count=None, remains=1000)
     settlement.low_balance([LowBalance(7, Decimal("1.5"), Decimal("10"), "USD")])
     claim = RefillClaim(id=3, order_id=23501, account_id=7, provider_id=None, provider_order_id=None, allowed=True,
                         attempt=1, correlation_id=None)  # fmt: skip

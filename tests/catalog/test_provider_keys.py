@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from shared.catalog import providers
 from shared.crypto.secretbox import PROVIDER_KEY_SETTING, SecretBox, SecretBoxError
-from shared.db import catalog
+from shared.db import providers as provider_sql
 from tests.support.factories import PROVIDER_KEY_ENCRYPTION_KEY, provider_box
 
 
@@ -51,8 +51,8 @@ async def legacy_provider(conn: asyncpg.pool.PoolConnectionProxy, key: str) -> i
     return provider_id
 
 
-async def stored(conn: asyncpg.pool.PoolConnectionProxy, provider_id: int) -> catalog.ProviderRow:
-    row = await catalog.get_provider(conn, provider_id)
+async def stored(conn: asyncpg.pool.PoolConnectionProxy, provider_id: int) -> provider_sql.ProviderRow:
+    row = await provider_sql.get_provider(conn, provider_id)
     assert row is not None
     return row
 
@@ -86,7 +86,9 @@ async def test_the_database_never_holds_the_plaintext_key(pool: asyncpg.Pool) ->
 async def test_a_plaintext_key_cannot_be_stored_as_the_encrypted_one(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         with pytest.raises(asyncpg.CheckViolationError):
-            await catalog.add_provider(conn, name=f"p-{uuid.uuid4().hex[:8]}", url="https://u/a", api_key_enc="plain")
+            await provider_sql.add_provider(
+                conn, name=f"p-{uuid.uuid4().hex[:8]}", url="https://u/a", api_key_enc="plain"
+            )
         with pytest.raises(asyncpg.CheckViolationError):  # and a provider has a key, one way or the other
             await conn.execute("INSERT INTO providers (name, url) VALUES ($1, 'https://u/a')", uuid.uuid4().hex)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 
 from shared.catalog import providers
-from shared.db import catalog
+from shared.db import providers as provider_sql
 from shared.db.migrate import available
 from shared.db.pool import ensure_database
 from shared.settings import Settings
@@ -30,7 +30,7 @@ async def test_provider_keys_given_to_the_cli_are_stored_encrypted(
     provider_id = int(added.out)
     async with pool.acquire() as conn:
         assert await tables_holding(conn, key) == []
-        row = await catalog.get_provider(conn, provider_id)
+        row = await provider_sql.get_provider(conn, provider_id)
         assert row is not None
         assert providers.provider_key(provider_box(), row) == key
 
@@ -40,7 +40,7 @@ async def test_provider_keys_given_to_the_cli_are_stored_encrypted(
     assert (changed.code, changed.out.strip()) == (0, f"provider {provider_id}: key replaced"), changed
     async with pool.acquire() as conn:
         assert await tables_holding(conn, replaced) == []
-        row = await catalog.get_provider(conn, provider_id)
+        row = await provider_sql.get_provider(conn, provider_id)
         assert row is not None
         assert providers.provider_key(provider_box(), row) == replaced
     cli("provider", "set-key", "--provider", "987654321", "--key-file", "-", stdin="k").assert_user_error(
@@ -51,7 +51,7 @@ async def test_provider_keys_given_to_the_cli_are_stored_encrypted(
     assert rotated.code == 0, rotated
     assert rotated.out.startswith("encrypted 0, re-encrypted "), rotated.out
     async with pool.acquire() as conn:
-        row = await catalog.get_provider(conn, provider_id)
+        row = await provider_sql.get_provider(conn, provider_id)
         assert row is not None
         assert providers.provider_key(provider_box(), row) == replaced
 
@@ -117,7 +117,7 @@ async def test_migrate_encrypts_the_plaintext_keys_of_an_older_database(fresh_se
         assert upgraded.out.splitlines() == [f"applied migrations: {', '.join(newer)}", "encrypted 1 provider keys"]
         assert key not in upgraded.out + upgraded.err
         assert await tables_holding(conn, key) == []
-        row = await catalog.get_provider(conn, await conn.fetchval("SELECT id FROM providers WHERE name = 'old'"))
+        row = await provider_sql.get_provider(conn, await conn.fetchval("SELECT id FROM providers WHERE name = 'old'"))
         assert row is not None
         assert row.legacy_api_key is None
         assert providers.provider_key(provider_box(), row) == key

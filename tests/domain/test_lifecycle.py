@@ -13,7 +13,7 @@ from shared.domain.lifecycle import (
     observe,
     refill_state,
     refund_owed,
-    status_payload,
+    status_event,
 )
 from shared.domain.statuses import OrderState, RefillState
 
@@ -115,9 +115,9 @@ def test_events_per_public_status_change_plus_terminal_event() -> None:
 
 
 def test_status_payload_reports_charge_after_refunds_as_strings() -> None:
-    payload = status_payload(
+    payload = status_event(
         order(), state=OrderState.PARTIAL, refunded=Decimal("0.14130"), start_count=3572, remains=157
-    )
+    ).to_payload()
     assert payload == {
         "account_id": 3,
         "order": 7,
@@ -127,10 +127,14 @@ def test_status_payload_reports_charge_after_refunds_as_strings() -> None:
         "start_count": "3572",
         "currency": "USD",
     }
-    canceled = status_payload(order(), state=OrderState.CANCELED, refunded=Decimal("0.9"), start_count=None, remains=0)
+    canceled = status_event(
+        order(), state=OrderState.CANCELED, refunded=Decimal("0.9"), start_count=None, remains=0
+    ).to_payload()
     assert canceled["charge"] == "0"  # as `status` reports a Canceled order
     assert canceled["start_count"] == "0"  # as `status` reports an order the upstream never counted
-    bought = status_payload(order(), state=OrderState.IN_PROGRESS, refunded=Decimal(0), start_count=None, remains=None)
+    bought = status_event(
+        order(), state=OrderState.IN_PROGRESS, refunded=Decimal(0), start_count=None, remains=None
+    ).to_payload()
     assert (bought["start_count"], bought["remains"]) == ("0", str(order().quantity))  # nothing delivered yet
 
 

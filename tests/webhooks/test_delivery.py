@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 
 from shared.db import webhooks as db
-from shared.db.orders import OrderStatusRow
-from shared.domain.lifecycle import OrderView, status_payload
+from shared.db.orders.reads import OrderStatusRow
+from shared.domain.lifecycle import OrderView, status_event
 from shared.domain.statuses import OrderState
 from shared.ingress.views import order_status
 from shared.settings import Settings
@@ -94,7 +94,8 @@ async def test_order_event_charge_reads_as_the_api_status_shows_it(
         refunded=Decimal(refunded), currency="USD",
     )  # fmt: skip
     # The worker's event payload, delivered...
-    payload = status_payload(view, state=state, refunded=Decimal(refunded), start_count=10, remains=remains)
+    event = status_event(view, state=state, refunded=Decimal(refunded), start_count=10, remains=remains)
+    payload = event.to_payload()
     await ingest(pool, event_id=uuid.uuid4(), event_type="order.status_changed", payload=payload)
     await wait_until(lambda: receiver.hits)
     delivered = json.loads(receiver.hits[0].body)["data"]["charge"]

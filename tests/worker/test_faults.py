@@ -10,11 +10,11 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
+from shared.db import accounts as accounts_sql
 from shared.db import catalog as catalog_sql
-from shared.db import lifecycle as lifecycle_sql
-from shared.db import parked as parked_sql
-from shared.db import submissions as submissions_sql
 from shared.db.accounts import balance_of
+from shared.db.orders import reads as reads_sql
+from shared.db.orders import submission as submission_sql
 from shared.domain.lifecycle import upstream_add_params, upstream_request_id
 from shared.observability import metrics
 from shared.ordering.placement import Placer
@@ -55,7 +55,7 @@ async def test_outcome_unknown_after_sending_parks_the_order_and_never_resubmits
     assert row["last_error"].startswith("outcome unknown")
     assert row["refunded"] == 0  # the money stays reserved: the upstream may be delivering
     async with wpool.acquire() as conn:
-        assert order_id in [p.id for p in await parked_sql.list_parked(conn)]
+        assert order_id in [p.id for p in await reads_sql.list_parked(conn)]
     # Neither a redelivered message nor the sweeper sends it again.
     await parts.submitter.submit_named([order_id])
     await parts.sweeper.sweep()
@@ -150,23 +150,24 @@ async def test_duplicate_and_concurrent_order_placed_submit_once(
 async def test_order_cancelled_by_the_api_before_the_worker_is_ignored(
     parts: Parts, wpool: asyncpg.Pool, placer: Placer, catalog: dict[str, int], sim: SimProcess
 ) -> None:
-    from shared.db import orders as orders_sql
+    from shared.db.orders.locks import lock_account_order
+    from shared.ordering.cancel import cancel_unsent
 
     link = unique_link()
     order_id = await place_default(placer, wpool, catalog, link)
     row = await order_row(wpool, order_id)
     async with wpool.acquire() as conn, conn.transaction():
-        locked = await orders_sql.lock_order(conn, account_id=row["account_id"], order_id=order_id)
+        locked = await lock_account_order(conn, account_id=row["account_id"], order_id=order_id)
         assert locked is not None
-        await orders_sql.cancel_pending_with_refund(conn, locked)
+        await cancel_unsent(conn, locked.view, correlation_id=None)
     assert await parts.submitter.submit_named([order_id]) == 0
     assert link not in (await sim.stats())["adds_per_link"]
     assert (await order_row(wpool, order_id))["status"] == "canceled"
 
 
-async def _claim_as_a_worker_that_then_dies(pool: asyncpg.Pool, order_id: int) -> lifecycle_sql.Submission:
+async def _claim_as_a_worker_that_then_dies(pool: asyncpg.Pool, order_id: int) -> submission_sql.Submission:
     async with pool.acquire() as conn, conn.transaction():
-        claimed = await lifecycle_sql.claim_named(conn, [order_id])
+        claimed = await submission_sql.claim_named(conn, [order_id])
     assert [s.id for s in claimed] == [order_id]
     return claimed[0]
 
@@ -203,7 +204,7 @@ async def test_worker_dead_after_sending_parks_the_order_of_a_provider_without_i
     order_id = await place_default(placer, wpool, catalog, link)
     claimed = await _claim_as_a_worker_that_then_dies(wpool, order_id)
     async with wpool.acquire() as conn:  # ... and marked it as about to send: it may have gone out
-        assert await submissions_sql.mark_sending(conn, [(order_id, claimed.attempt)]) == {order_id}
+        assert await submission_sql.mark_sending(conn, [(order_id, claimed.attempt)]) == {order_id}
     done = await _sweep_after_the_timeout(wpool, wsettings)
     assert (done["parked"], done["requeued"]) == (1, 0)
     row = await order_row(wpool, order_id)
@@ -235,7 +236,7 @@ async def test_worker_dead_after_sending_to_an_idempotent_provider_resends_the_s
         first = await client.add(params)
     assert isinstance(first, Accepted)
     async with wpool.acquire() as conn:
-        await submissions_sql.mark_sending(conn, [(order_id, claimed.attempt)])
+        await submission_sql.mark_sending(conn, [(order_id, claimed.attempt)])
     done = await _sweep_after_the_timeout(wpool, wsettings)
     assert (done["parked"], done["requeued"]) == (0, 1)
     row = await order_row(wpool, order_id)
@@ -315,9 +316,9 @@ async def test_the_database_refuses_a_second_refund_row(
     )
     await parts.submitter.submit_named([order_id])
     await wait_for(lambda: _terminal(parts, wpool, order_id), timeout=10)
-    with pytest.raises(lifecycle_sql.RefundAlreadyPaid):
+    with pytest.raises(accounts_sql.RefundAlreadyPaid):
         async with wpool.acquire() as conn, conn.transaction():
-            await lifecycle_sql.pay_refunds(conn, [lifecycle_sql.Refund(order_id, account, Decimal("0.01"), "again")])
+            await accounts_sql.pay_refunds(conn, [accounts_sql.Refund(order_id, account, Decimal("0.01"), "again")])
 
 
 async def _terminal(parts: Parts, pool: asyncpg.Pool, order_id: int) -> bool:

@@ -8,8 +8,9 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from shared.db import orders as orders_sql
+from shared.db import refills as refills_sql
 from shared.db.accounts import balance_of, topup
+from shared.db.orders import cancels as cancels_sql
 from shared.ordering.placement import Placer
 from shared.settings import Settings
 from shared.upstream.client import UpstreamClient
@@ -51,7 +52,7 @@ async def until_status(parts: Parts, pool: asyncpg.Pool, order_id: int, *statuse
 async def request_refill(pool: asyncpg.Pool, order_id: int) -> int:
     row = await order_row(pool, order_id)
     async with pool.acquire() as conn:
-        return await orders_sql.insert_refill(conn, order_id=order_id, account_id=row["account_id"])
+        return await refills_sql.insert_refill(conn, order_id=order_id, account_id=row["account_id"])
 
 
 async def refill_row(pool: asyncpg.Pool, refill_id: int) -> asyncpg.Record:
@@ -122,7 +123,7 @@ async def test_cancel_of_a_bought_order_is_forwarded_and_its_outcome_refunded_by
 ) -> None:
     order_id = await bought(parts, placer, wpool, catalog["default"], "stuck")
     async with wpool.acquire() as conn:
-        await orders_sql.mark_cancel_requested(conn, order_id=order_id)
+        await cancels_sql.request_cancel(conn, order_id=order_id)
     assert await parts.cancels.requested(order_id) == 1
     assert await parts.cancels.requested(order_id) == 0  # forwarded once, whatever redeliveries
     assert (await sim.stats())["calls"]["cancel"] >= 1
@@ -138,7 +139,7 @@ async def test_cancel_not_offered_by_the_service_is_not_forwarded(
 ) -> None:
     order_id = await bought(parts, placer, wpool, catalog["nocancel"])
     async with wpool.acquire() as conn:
-        await orders_sql.mark_cancel_requested(conn, order_id=order_id)
+        await cancels_sql.request_cancel(conn, order_id=order_id)
     await parts.cancels.requested(order_id)
     row = await order_row(wpool, order_id)
     assert row["last_error"] == "cancel not offered by the service"
@@ -154,7 +155,7 @@ async def test_cancel_requested_before_the_order_was_bought_is_forwarded_by_the_
     )
     async with wpool.acquire() as conn, conn.transaction():
         await conn.execute("UPDATE orders SET status = 'submitting' WHERE id = $1", order_id)  # mid-submission
-        await orders_sql.mark_cancel_requested(conn, order_id=order_id)
+        await cancels_sql.request_cancel(conn, order_id=order_id)
     assert await parts.cancels.requested(order_id) == 0  # not bought yet: kept
     async with wpool.acquire() as conn:
         await conn.execute("UPDATE orders SET status = 'pending' WHERE id = $1", order_id)

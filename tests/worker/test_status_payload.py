@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from shared.db.orders import order_statuses
+from shared.db.orders.reads import order_statuses
 from shared.ingress.views import order_status
 from shared.ordering.placement import Placer
 from shared.settings import Settings
