@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from bench.procstats import RssSampler, cpu_per_unit, cpu_snapshot
+from bench.procstats import RssSampler, cpu_per_unit, cpu_snapshot, kernel_seconds, kernel_share
 from shared.messaging import topology
 from shared.messaging.connection import connect as connect_amqp
 from shared.settings import Settings
@@ -122,7 +122,7 @@ def summarise(raw: dict[str, Any], per_second: str = "orders_per_s") -> dict[str
 class Probe(Protocol):
     """Something that looks closer at a measured window (bench.profile: flame graphs, pg_stat_statements)."""
 
-    async def begin(self, phase: str, pids: dict[str, int]) -> None: ...
+    async def begin(self, phase: str, pids: dict[str, int], database: str | None) -> None: ...
 
     async def end(self, phase: str, units: int) -> dict[str, Any]: ...
 
@@ -146,17 +146,19 @@ async def measured(
     phase: str, roots: dict[str, int], *, database: str | None, probe: Probe | None = None, unit: str = "request"
 ) -> AsyncIterator[Window]:
     """Measure what runs inside: on exit the window's `result` holds `cpu_us_per_<unit>` (by process group:
-    the named roots with their children, Postgres, RabbitMQ), `rss_peak_mb` and the probe's findings."""
+    the named roots with their children, Postgres, RabbitMQ, wrk, `other`), the share of each named root's CPU
+    spent in the kernel, `rss_peak_mb` and the probe's findings."""
     window = Window(roots, database)
     sampler = RssSampler(roots, database)
     sampler.start()
     if probe is not None:
-        await probe.begin(phase, roots)
-    before = cpu_snapshot(roots)
+        await probe.begin(phase, roots, database)
+    before, split = cpu_snapshot(roots), kernel_seconds(roots)
     try:
         yield window
     finally:
         after = cpu_snapshot(roots)
+        window.result["kernel_share"] = kernel_share(split, kernel_seconds(roots))
         found = await probe.end(phase, window._units) if probe is not None else None
         window.result[f"cpu_us_per_{unit}"] = cpu_per_unit(before, after, window._units)
         window.result["rss_peak_mb"] = await sampler.stop()

@@ -84,6 +84,31 @@ def cpu_snapshot(roots: dict[str, int]) -> dict[str, float]:
     return totals
 
 
+def kernel_seconds(roots: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """(user, kernel) CPU seconds used so far by each named process tree (as in `cpu_snapshot`)."""
+    table = _process_table()
+    owner = _owners(roots, table)
+    split = dict.fromkeys(roots, (0.0, 0.0))
+    for pid, group in owner.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        user, kernel = split[group]
+        ticks = [int(f) for f in fields[11:15]]  # utime, stime, cutime, cstime
+        split[group] = (user + (ticks[0] + ticks[2]) / _CLOCK_TICKS, kernel + (ticks[1] + ticks[3]) / _CLOCK_TICKS)
+    return split
+
+
+def kernel_share(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """The share of each tree's CPU over a run that was spent in the kernel (system calls, the network stack)."""
+    shares = {}
+    for group, (user, kernel) in after.items():
+        du, dk = user - before[group][0], kernel - before[group][1]
+        shares[group] = round(dk / (du + dk), 3) if du + dk > 0 else 0.0
+    return shares
+
+
 def cpu_per_unit(before: dict[str, float], after: dict[str, float], units: int) -> dict[str, float]:
     """Microseconds of CPU per unit (request, order id, delivery), by process group, over one measured run;
     `other` is the machine's busy CPU that no group accounts for (whatever else runs on the machine: a large

@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,7 +74,7 @@ class Options:
     peer: bool = True
 
 
-def parse_args() -> Options:
+def parse_args(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (32+; default 64)")
@@ -93,7 +94,7 @@ def parse_args() -> Options:
         default=0,
         help="also run (2) and (3) against this many api processes (PANELFLOW_API_PROCESSES), reported apart",
     )
-    a = parser.parse_args()
+    a = parser.parse_args(argv)
     return Options(
         a.duration, a.connections, a.threads, a.accounts, a.warmup, a.keep_db, not a.no_relay, a.api_processes,
         not a.no_peer,
@@ -150,11 +151,24 @@ async def order_count(conn: asyncpg.Connection) -> int:
     return count
 
 
+async def settled_count(conn: asyncpg.Connection, timeout: float = 15.0) -> int:
+    """The order count once it stopped moving: the requests still in flight when wrk stopped have landed (at
+    least 1 s; a slow server, e.g. the peer on a busy machine, may take longer)."""
+    await asyncio.sleep(1.0)
+    count = await order_count(conn)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+        now = await order_count(conn)
+        if now == count:
+            break
+        count = now
+    return count
+
+
 async def check(conn: asyncpg.Connection, before: int, result: dict[str, Any], connections: int) -> None:
     """Orders placed == successful responses (plus at most the requests in flight when wrk stopped)."""
-    # The api may still be committing the last batches when wrk stops: let them land.
-    await asyncio.sleep(1.0)
-    placed = await order_count(conn) - before
+    placed = await settled_count(conn) - before
     mismatches = await accounts.ledger_mismatches(conn)
     result["orders_in_db"] = placed
     result["ledger_ok"] = not mismatches
@@ -269,8 +283,7 @@ async def bench(opts: Options, probe: Probe | None = None) -> dict[str, Any]:
             roots = {"ours": child.proc.pid} if ops_port is not None else {"peer": child.proc.pid}
             if opts.warmup:
                 await load.add(child_port[child], keys_file, opts.warmup)
-                await asyncio.sleep(1.0)  # let the warm-up's last orders land before counting
-            before = await order_count(conn)
+            before = await settled_count(conn)  # the warm-up's last orders landed
             metrics_url = f"http://127.0.0.1:{ops_port}/metrics"
             batches_before = await histograms.scrape(metrics_url, BATCH_HISTOGRAM) if ops_port else None
             async with measured(name, roots, database=DATABASE, probe=probe) as window:
