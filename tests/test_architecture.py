@@ -35,8 +35,8 @@ class Layer:
 
 
 LAYERS = (
-    Layer("shared.errors", ()),
-    Layer("shared.settings", ()),
+    Layer("shared.errors", ("shared.errors",)),
+    Layer("shared.settings", ("shared.settings",)),
     Layer("shared.domain", ("shared.domain", "shared.errors"), stdlib_only=True),
     Layer("shared.observability", ("shared.observability", "shared.settings")),
     # Plumbing beside them: each takes what it needs as arguments, never the code that calls it.
