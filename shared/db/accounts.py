@@ -1,9 +1,10 @@
 """SQL of accounts and their ledger: every balance and ledger write but the reservation of a placed order
 (`shared.db.placement`, one set-based statement with the orders it places).
 
-Every balance change writes its ledger row in the same transaction. Money goes back to an account only through
-`pay_refunds`, which locks the accounts itself. Lock order, everywhere: order rows (by id), then account rows
-(by id); callers that refund lock the orders first (`shared.db.orders.locks`), so no deadlock cycle can form.
+Every balance change writes its ledger row in the same transaction. An order's money goes back only through
+`pay_refunds` (called by `shared.ordering.settlement`, for the worker and the api alike), which locks the
+accounts itself. Lock order, everywhere: order rows (by id), then account rows (by id); callers that refund lock
+the orders first (`shared.db.orders.locks`), so no deadlock cycle can form.
 """
 
 from __future__ import annotations
