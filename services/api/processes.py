@@ -3,6 +3,9 @@
 The parent only supervises: it starts `python -m services.api` N times (each binds the port with reuse_port),
 forwards SIGTERM/SIGINT to them, and when one dies on its own it stops the others, so an orchestrator sees the
 failure and restarts the whole pod as it would a single process.
+
+The children keep their metrics in one fresh directory (shared/kit/multiprocess_metrics.py), so each answers
+`/metrics` (they share the ops port too) with the sum over all of them; the parent removes it on exit.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import time
 from types import FrameType
 
 import structlog
+
+from shared.kit import multiprocess_metrics
 
 # Set in each child: it serves instead of supervising.
 CHILD_ENV = "PANELFLOW_API_CHILD"
@@ -30,8 +35,17 @@ def is_child() -> bool:
 
 def supervise(processes: int) -> int:
     """Run `processes` api children until a signal or a child's exit; returns the exit code."""
+    metrics_dir = multiprocess_metrics.new_directory()
+    try:
+        return _run(processes, metrics_dir)
+    finally:
+        multiprocess_metrics.remove(metrics_dir)
+
+
+def _run(processes: int, metrics_dir: str) -> int:
+    env = {**os.environ, **multiprocess_metrics.child_env(metrics_dir)}
     children = [
-        subprocess.Popen([sys.executable, "-m", "services.api"], env={**os.environ, CHILD_ENV: str(n)})
+        subprocess.Popen([sys.executable, "-m", "services.api"], env={**env, CHILD_ENV: str(n)})
         for n in range(processes)
     ]
     stopping = False
@@ -46,9 +60,10 @@ def supervise(processes: int) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    log.info("api_processes_started", processes=processes, pids=[c.pid for c in children])
+    log.info("api_processes_started", processes=processes, pids=[c.pid for c in children], metrics_dir=metrics_dir)
     while all(c.poll() is None for c in children):
         time.sleep(0.2)
+    _forget_exited(children, metrics_dir)
     if not stopping:
         failed = [(c.pid, c.returncode) for c in children if c.returncode is not None]
         log.error("api_process_exited", exited=failed)
@@ -60,6 +75,14 @@ def supervise(processes: int) -> int:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+    _forget_exited(children, metrics_dir)
     # A child still starting when the signal came dies of it before it can drain: it had nothing in flight.
     clean = {0, -forwarded}
     return 0 if stopping and all(c.returncode in clean for c in children) else 1
+
+
+def _forget_exited(children: list[subprocess.Popen[bytes]], metrics_dir: str) -> None:
+    """Drop the gauges of the children that exited: the survivors' /metrics must not report a dead one's."""
+    for child in children:
+        if child.returncode is not None:
+            multiprocess_metrics.child_exited(metrics_dir, child.pid)

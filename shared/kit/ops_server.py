@@ -25,6 +25,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from shared.kit import multiprocess_metrics
 from shared.kit.readiness import Check, run_checks
 
 log = structlog.get_logger(__name__)
@@ -36,7 +37,9 @@ def _json(value: object, status: int = 200) -> web.Response:
 
 async def metrics_handler(_request: web.Request) -> web.Response:
     # generate_latest walks the registry synchronously; it is small (no per-order series), so it stays on the loop.
-    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    # One of several api processes: every process's numbers (shared/kit/multiprocess_metrics.py).
+    body = multiprocess_metrics.scrape() if multiprocess_metrics.enabled() else generate_latest(REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def healthz(_request: web.Request) -> web.Response:

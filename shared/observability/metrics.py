@@ -7,6 +7,9 @@ a key or a URL. Label values that come from the outside (an action name, an even
 
 Gauges read from the database (`*_backlog`, parked orders, ...) are sampled by `shared.kit.sampling`
 in the process that owns them; every replica reports the same value, so dashboards use `max`, not `sum`.
+Every gauge says how the processes of one api (`api_processes > 1`, shared/kit/multiprocess_metrics.py) combine
+into the one value its `/metrics` reports (`multiprocess_mode`): the largest of the living ones (`livemax`), or
+the smallest (`livemin`: one process without its rate-limit store is enough to report it down).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ API_RATE_LIMITED = Counter(
 RATE_LIMIT_STORE_UP = Gauge(
     "panelflow_ratelimit_store_up",
     "1 while the rate-limit store (Redis when PANELFLOW_REDIS_URL is set) answers, 0 while every limit is off",
+    multiprocess_mode="livemin",
 )
 RATE_LIMIT_FAIL_OPEN = Counter(
     "panelflow_ratelimit_fail_open_total",
@@ -60,9 +64,13 @@ PLACEMENT_BATCH_DURATION = Histogram(
 )
 
 # --- outbox relay (runs in the api) --------------------------------------------------------------------------------
-OUTBOX_BACKLOG = Gauge("panelflow_outbox_backlog", "Outbox rows not yet published (sampled)")
+OUTBOX_BACKLOG = Gauge(
+    "panelflow_outbox_backlog", "Outbox rows not yet published (sampled)", multiprocess_mode="livemax"
+)
 OUTBOX_OLDEST_AGE = Gauge(
-    "panelflow_outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row; 0 when none"
+    "panelflow_outbox_oldest_unpublished_age_seconds",
+    "Age of the oldest unpublished outbox row; 0 when none",
+    multiprocess_mode="livemax",
 )
 OUTBOX_PUBLISHED = Counter("panelflow_outbox_published_total", "Outbox rows published and confirmed by the broker")
 OUTBOX_PUBLISH_FAILURES = Counter(
@@ -78,10 +86,16 @@ MESSAGES_CONSUMED = Counter(
 )
 
 QUEUE_MESSAGES = Gauge(
-    "panelflow_queue_messages", "Ready messages in a consumer group's queue (sampled from the broker)", ["queue"]
+    "panelflow_queue_messages",
+    "Ready messages in a consumer group's queue (sampled from the broker)",
+    ["queue"],
+    multiprocess_mode="livemax",
 )
 DLQ_MESSAGES = Gauge(
-    "panelflow_dlq_messages", "Messages in a consumer group's dead-letter queue (sampled from the broker)", ["queue"]
+    "panelflow_dlq_messages",
+    "Messages in a consumer group's dead-letter queue (sampled from the broker)",
+    ["queue"],
+    multiprocess_mode="livemax",
 )
 
 # --- worker -------------------------------------------------------------------------------------------------------
@@ -106,9 +120,16 @@ UPSTREAM_CIRCUIT = Gauge(
     "panelflow_upstream_circuit_state",
     "Circuit breaker of each provider: 1 for its current state (closed, open, half_open), 0 for the others",
     ["provider", "state"],
+    multiprocess_mode="livemax",
 )
-PARKED_ORDERS = Gauge("panelflow_parked_orders", "Orders parked with an unknown upstream outcome (sampled)")
-POLLS_DUE = Gauge("panelflow_orders_due_for_polling", "In-flight orders whose status check is due now (sampled)")
+PARKED_ORDERS = Gauge(
+    "panelflow_parked_orders", "Orders parked with an unknown upstream outcome (sampled)", multiprocess_mode="livemax"
+)
+POLLS_DUE = Gauge(
+    "panelflow_orders_due_for_polling",
+    "In-flight orders whose status check is due now (sampled)",
+    multiprocess_mode="livemax",
+)
 STATUS_CALL_IDS = Histogram(
     "panelflow_worker_status_call_ids",
     "Order ids per upstream `status` call (average = sum / count)",
@@ -125,17 +146,24 @@ WEBHOOK_DELIVERIES = Counter(
 WEBHOOK_LATENCY = Histogram(
     "panelflow_webhook_delivery_duration_seconds", "Webhook delivery attempt latency", buckets=_CALL_BUCKETS
 )
-WEBHOOK_BACKLOG = Gauge("panelflow_webhook_backlog", "Webhook deliveries due now and not leased (sampled)")
-WEBHOOK_OLDEST_DUE_AGE = Gauge(
-    "panelflow_webhook_oldest_due_age_seconds", "How long the most overdue pending delivery has waited (sampled)"
+WEBHOOK_BACKLOG = Gauge(
+    "panelflow_webhook_backlog", "Webhook deliveries due now and not leased (sampled)", multiprocess_mode="livemax"
 )
-WEBHOOK_ENDPOINTS_DISABLED = Gauge("panelflow_webhook_endpoints_disabled", "Disabled webhook endpoints (sampled)")
+WEBHOOK_OLDEST_DUE_AGE = Gauge(
+    "panelflow_webhook_oldest_due_age_seconds",
+    "How long the most overdue pending delivery has waited (sampled)",
+    multiprocess_mode="livemax",
+)
+WEBHOOK_ENDPOINTS_DISABLED = Gauge(
+    "panelflow_webhook_endpoints_disabled", "Disabled webhook endpoints (sampled)", multiprocess_mode="livemax"
+)
 
 
 # --- every process ------------------------------------------------------------------------------------------------
 SCHEMA_MIGRATIONS_PENDING = Gauge(
     "panelflow_schema_migrations_pending",
     "Migrations this process's code expects that its database lacks (checked by /readyz; > 0: not ready)",
+    multiprocess_mode="livemax",
 )
 LOOP_RESTARTS = Counter(
     "panelflow_loop_restarts_total",

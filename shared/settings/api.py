@@ -24,7 +24,8 @@ class Api(BaseModel):
         1,
         meaning="Api processes started by one `python -m services.api`, sharing `api_port` (SO_REUSEPORT), each "
         "with its own pool, placer and outbox relay: use it to fill the cores of one machine. 1 runs a single "
-        "process; on Kubernetes scale replicas instead.",
+        "process; on Kubernetes scale replicas instead. They share `metrics_port_api` too, and `/metrics` answers "
+        "for all of them, counts summed (a temporary directory must be writable: docs/operations.md).",
         type="integer",
         unit="processes",
     )
