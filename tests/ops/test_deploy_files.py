@@ -182,8 +182,13 @@ def test_compose_stack_runs_every_process_from_real_commands() -> None:
         else:
             assert int(url.group(1)) == port, f"{name}: healthcheck on {url.group(1)}, the process serves {port}"
         assert url.group(2) in PROBE_PATHS
-        for mapping in service.get("ports", []):
-            assert int(str(mapping).rsplit(":", 1)[1]) in {port, int(env.get("PANELFLOW_SIM_PORT", 0))}
+        ops_port = int(
+            env.get(f"PANELFLOW_{METRICS_PORT[process].upper()}", Settings.model_fields[METRICS_PORT[process]].default)
+        )
+        published = {int(str(mapping).rsplit(":", 1)[1]) for mapping in service.get("ports", [])}
+        assert published <= {port, ops_port, int(env.get("PANELFLOW_SIM_PORT", 0))}, name
+        if process != "services.worker":  # two replicas of one service cannot publish one host port
+            assert ops_port in published, f"{name}: its ops port {ops_port} (/metrics) is not published"
     assert runs == {
         "services.api": 2,
         "services.worker": 2,
