@@ -35,7 +35,7 @@ class RateLimits(BaseModel):
     rate_limit_tier_per_min: dict[str, int] = setting(
         default_factory=lambda: {"standard": 1200, "reseller": 6000, "enterprise": 30000},
         meaning="Calls per minute per account, by the account's tier; also the tiers `panelflow account create "
-        "--tier` accepts. A tier missing here has no tier limit.",
+        "--tier TIER` accepts. A tier missing here has no tier limit.",
         type="JSON object (tier name: integer)",
         unit="calls per minute",
     )
