@@ -303,11 +303,10 @@ async def bench(opts: Options, probe: Probe | None = None) -> dict[str, Any]:
             child_port[api] = port
             try:
                 await api.wait_http(f"http://127.0.0.1:{port}/healthz")
-                # With several processes /metrics is one process's: no batch sizes then.
-                hist_port = ops_port if processes == 1 else None
+                # With several processes /metrics sums them all (shared/kit/multiprocess_metrics.py).
                 runs = {
-                    "many_accounts": await add_run("add_many", api, many_file, hist_port),
-                    "one_account": await add_run("add_one", api, one_file, hist_port),
+                    "many_accounts": await add_run("add_many", api, many_file, ops_port),
+                    "one_account": await add_run("add_one", api, one_file, ops_port),
                 }
                 if processes == 1:
                     lines = await status_lines(conn, seeded.key_of_account, status_file)
