@@ -7,6 +7,8 @@ than in a review.
   values: a state name, a kind's value, the set of known labels).
 - The plumbing beside them (`shared.net`, `shared.logging`, `shared.sentry`, `shared.crypto`) and the upstream
   client (`shared.upstream`: the API v2 contract, not the worker that calls it) import no code of their callers.
+- The process kit's machinery (`shared.kit`: the ops server, readiness, the supervisor, periodic loops) knows no
+  dependency of a process: the checks of the database, the broker, the schema are handed in by the process.
 """
 
 from __future__ import annotations
@@ -49,6 +51,15 @@ LAYERS = (
         "shared.upstream",
         ("shared.upstream", "shared.domain", "shared.errors", "shared.net", "shared.observability", "shared.settings"),
     ),
+    # The ops server and what it runs: no messaging, no database, no ingress (readiness checks come as callables).
+    Layer(
+        "shared.kit.ops_server",
+        ("shared.kit.multiprocess_metrics", "shared.kit.readiness", "shared.kit.supervisor", "shared.observability"),
+    ),
+    Layer("shared.kit.readiness", ("shared.kit.supervisor", "shared.observability")),
+    Layer("shared.kit.multiprocess_metrics", ("shared.observability",)),
+    Layer("shared.kit.supervisor", ("shared.observability",)),
+    Layer("shared.kit.periodic", ("shared.kit.supervisor", "shared.observability")),
 )
 
 
