@@ -73,12 +73,14 @@ async def _caches(app: web.Application) -> AsyncIterator[None]:
         on_connect=[keys.clear, catalog.request_reload],
     )
     await listener.start()
+    await keys.usage.start()
     # Revocations must take effect at once from the first request on: wait for the LISTEN (not forever, and
     # not at all when the database is down: then every call needing it answers 503 anyway).
     if catalog.loaded:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listener.connected.wait(), timeout=LISTENER_START_WAIT_S)
     yield
+    await keys.usage.stop()  # after the server stopped taking requests: the last uses are written
     await listener.stop()
     await catalog.stop()
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
+from typing import Any
 
 import asyncpg
 
 from shared.auth.keys import PROFILES, SCOPES, STRICT, generate_key, hash_key, key_prefix, parse_scopes
 from shared.cli import lookups
 from shared.cli.base import CommandError, Subparsers, cidr_list, command, database, group, per_minute, positive_int
+from shared.cli.output import emit
 from shared.db import keys
 from shared.settings import Settings
 
@@ -27,7 +28,9 @@ def register(commands: Subparsers) -> None:
     create.add_argument("--allow-ip", type=cidr_list, help="comma-separated IPs/CIDRs the key may be used from")
     create.add_argument("--rate-limit", type=per_minute, help="requests per minute for this key, e.g. 600/min")
     create.add_argument("--profile", choices=PROFILES, default=STRICT, help=_PROFILE_HELP)
-    listing = command(sub, "list", "list keys (prefix, account, profile, scopes; never the key)", _list)
+    listing = command(
+        sub, "list", "list keys (prefix, account, profile, state, scopes, IPs, limit, last use; never the key)", _list
+    )
     listing.add_argument("--account", type=positive_int)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     lookups.add_key_show(sub)
@@ -71,32 +74,44 @@ async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# The columns of `key list`. --json carries the same facts as values (lists, numbers, null for none; the last use
+# in ISO 8601, null for a key not used yet).
+KEY_COLUMNS = ("prefix", "account", "profile", "state", "scopes", "allow_ips", "rate_limit", "last_used_at")
+
+
 async def _list(args: argparse.Namespace, settings: Settings) -> int:
     async with database(settings) as conn:
         found = await keys.list_keys(conn, account_id=args.account)
-    for k in found:
-        state = "revoked" if k.revoked else "active"
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "prefix": k.prefix,
-                        "account": k.account_id,
-                        "profile": k.profile,
-                        "scopes": list(k.scopes),
-                        "allow_ips": None if k.allow_ips is None else list(k.allow_ips),
-                        "rate_limit_per_min": k.rate_limit_per_min,
-                        "state": state,
-                    }
-                )
-            )
-        else:
-            ips = ",".join(k.allow_ips) if k.allow_ips else "any"
-            limit = f"{k.rate_limit_per_min}/min" if k.rate_limit_per_min else "default"
-            print(
-                f"{k.prefix}  account {k.account_id}  {k.profile:<7}  {state:<7}  scopes {','.join(k.scopes)}"
-                f"  ips {ips}  limit {limit}"
-            )
+    records: list[dict[str, Any]]
+    if args.json:
+        records = [
+            {
+                "prefix": k.prefix,
+                "account": k.account_id,
+                "profile": k.profile,
+                "scopes": list(k.scopes),
+                "allow_ips": None if k.allow_ips is None else list(k.allow_ips),
+                "rate_limit_per_min": k.rate_limit_per_min,
+                "state": "revoked" if k.revoked else "active",
+                "last_used_at": k.last_used_at,
+            }
+            for k in found
+        ]
+    else:
+        records = [
+            {
+                "prefix": k.prefix,
+                "account": k.account_id,
+                "profile": k.profile,
+                "state": "revoked" if k.revoked else "active",
+                "scopes": k.scopes,
+                "allow_ips": k.allow_ips or "any",
+                "rate_limit": f"{k.rate_limit_per_min}/min" if k.rate_limit_per_min else "default",
+                "last_used_at": k.last_used_at or "never",
+            }
+            for k in found
+        ]
+    emit(records, KEY_COLUMNS, as_json=args.json)
     return 0
 
 

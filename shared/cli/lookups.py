@@ -138,5 +138,7 @@ async def show_key(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"no key with prefix {prefix!r}")
     record = asdict(found[0])
     record["state"] = "revoked" if record.pop("revoked") else "active"
+    if record["last_used_at"] is None and not args.json:
+        record["last_used_at"] = "never"
     emit_one(record, as_json=args.json)
     return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from shared.db.types import Conn
 
@@ -111,13 +113,28 @@ class KeyListing:
     allow_ips: tuple[str, ...] | None
     rate_limit_per_min: int | None
     revoked: bool
+    last_used_at: datetime | None
+
+
+async def record_last_use(conn: Conn, uses: Sequence[tuple[int, datetime]]) -> None:
+    """Set each key's `last_used_at`, in one statement; a time older than the one stored changes nothing (another
+    api process wrote a later use first)."""
+    await conn.execute(
+        """
+        UPDATE api_keys k SET last_used_at = u.at
+        FROM unnest($1::bigint[], $2::timestamptz[]) AS u (id, at)
+        WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)
+        """,
+        [key_id for key_id, _ in uses],
+        [at for _, at in uses],
+    )
 
 
 async def list_keys(conn: Conn, *, account_id: int | None = None) -> list[KeyListing]:
     rows = await conn.fetch(
         """
         SELECT prefix, account_id, profile, scopes, allow_ips::text[] AS allow_ips, rate_limit_per_min,
-               revoked_at IS NOT NULL AS revoked
+               revoked_at IS NOT NULL AS revoked, last_used_at
         FROM api_keys WHERE $1::bigint IS NULL OR account_id = $1 ORDER BY id
         """,
         account_id,
@@ -131,6 +148,7 @@ async def list_keys(conn: Conn, *, account_id: int | None = None) -> list[KeyLis
             allow_ips=tuple(r["allow_ips"]) if r["allow_ips"] is not None else None,
             rate_limit_per_min=r["rate_limit_per_min"],
             revoked=r["revoked"],
+            last_used_at=r["last_used_at"],
         )
         for r in rows
     ]

@@ -5,6 +5,7 @@ key -> format check (a key that `generate_key` cannot have made is refused at on
 `shared.db.keys.find_by_hash`.
 `panelflow_auth` notifications (`account:<id>`) drop an account's entries at once, so a revoked key or a
 suspended account is refused within a moment; the TTL is the backstop when a notification is lost.
+Each accepted key's use is noted in memory (`usage`, shared/ingress/key_usage.py), written in batches.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from shared.auth.keys import ACTION_SCOPES, hash_key, well_formed
 from shared.db import keys as sql
 from shared.db.keys import KeyRecord
 from shared.errors import AccountSuspended, InvalidApiKey, IpNotAllowed, ScopeDenied
+from shared.ingress.key_usage import KeyUsage
 from shared.net.networks import Network, parse_networks
 from shared.settings import Settings
 
@@ -55,6 +57,7 @@ class KeyCache:
         self._in_flight: dict[bytes, asyncio.Future[Caller | None]] = {}
         # Bumped by every invalidation: a lookup that started before it must not store its (stale) result.
         self._generation = 0
+        self.usage = KeyUsage(pool, settings.key_last_use_flush_s)
 
     async def authenticate(self, key: str | None) -> Caller:
         """The caller of `key`; `InvalidApiKey` for a missing, unknown or revoked key (one identical error)."""
@@ -69,6 +72,7 @@ class KeyCache:
             caller = await self._lookup(key_hash)
         if caller is None or caller.record.revoked or not hmac.compare_digest(caller.record.key_hash, key_hash):
             raise InvalidApiKey()
+        self.usage.note(caller.record.key_id)
         return caller
 
     async def _lookup(self, key_hash: bytes) -> Caller | None:

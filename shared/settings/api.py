@@ -58,6 +58,16 @@ class Api(BaseModel):
         type="integer",
         unit="entries",
     )
+    key_last_use_flush_s: float = setting(
+        60.0,
+        meaning="How often an api process writes the last use of the API keys it accepted since its previous write "
+        "(`panelflow key list|show`), all in one statement, and once more when it stops; never once per request. "
+        "The shown last use is the request's own time, written up to this long after it; an api killed without a "
+        "clean stop loses at most this long of uses. Shorter: fresher, one more small write per interval.",
+        type="number",
+        unit="seconds",
+        gt=0,
+    )
     catalog_refresh_s: float = setting(
         30.0,
         meaning="How often each api process reloads the catalog of services (prices, limits) even without a "

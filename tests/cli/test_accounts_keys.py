@@ -123,7 +123,17 @@ async def test_key_profiles_created_listed_and_changed(cli: Cli, pool: asyncpg.P
     assert await pool.fetchval(profiles, hash_key(classic)) == "classic"
     listed = cli("key", "list", "--account", str(account_id))
     assert listed.code == 0, listed
-    lines = listed.out.strip().splitlines()
+    header, *lines = listed.out.strip().splitlines()
+    assert header.split() == [
+        "PREFIX",
+        "ACCOUNT",
+        "PROFILE",
+        "STATE",
+        "SCOPES",
+        "ALLOW_IPS",
+        "RATE_LIMIT",
+        "LAST_USED_AT",
+    ]
     assert len(lines) == 2
     assert key_prefix(strict) in lines[0]
     assert " strict " in lines[0]
