@@ -67,21 +67,43 @@ def self_samples(found: list[Frame]) -> Counter[str]:
     return totals
 
 
+# C sources of the extensions on the hot paths (py-spy --native names their frames by source file).
+_C_SOURCES = {
+    "loop.c": "uvloop", "protocol.c": "asyncpg", "pgproto.c": "asyncpg", "recordobj.c": "asyncpg",
+    "_helpers_c.c": "aiohttp", "_http_parser.c": "aiohttp", "_http_writer.c": "aiohttp", "_multidict.c": "multidict",
+    "_quoting_c.c": "yarl", "_hashopenssl.c": "hashlib (OpenSSL)", "_json.c": "json (C)",
+    "_asynciomodule.c": "asyncio (C)",
+}  # fmt: skip
+
+
 def package(where: str) -> str:
-    """What a frame's location belongs to: our modules by area, libraries by name, the interpreter, the C library."""
+    """What a frame's location belongs to: our modules by area (`shared.ingress`), libraries and standard modules
+    by top-level name, C extensions by their library, the interpreter itself, the C library."""
     path = where.rsplit(":", 1)[0]
     if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py").split(".", 1)[0]
-    for ours in ("shared/", "services/", "bench/"):
-        if f"/{ours}" in f"/{path}":
-            parts = f"/{path}".split(f"/{ours}", 1)[1].split("/")
-            return ours.rstrip("/") + "." + parts[0].removesuffix(".py")
+        path = path.split("site-packages/", 1)[1]
+    name = Path(path).name
+    if name in _C_SOURCES:
+        return _C_SOURCES[name]
+    if ".so" in name:
+        extension = name.split(".", 1)[0] + ".c"  # e.g. loop.cpython-311-x86_64-linux-gnu.so
+        if extension in _C_SOURCES:
+            return _C_SOURCES[extension]
+        if name.startswith(("libpython", "python")):
+            return "python (interpreter)"
+        return "hashlib (OpenSSL)" if name.startswith("libcrypto") else name.split(".so", 1)[0]
+    if name.endswith((".c", ".h")):
+        return "python (interpreter)"
+    if path == "<string>":
+        return "dataclasses (generated __init__)"
+    if path.startswith("<frozen "):
+        return path.removeprefix("<frozen ").removesuffix(">")
     if "/lib/python3" in path:
-        return "stdlib." + path.split("/lib/python3", 1)[1].split("/", 2)[1].removesuffix(".py")
-    if ".so" in path:
-        name = Path(path).name
-        return "python (interpreter)" if name.startswith("libpython") or name.startswith("python") else name
-    return path or "?"
+        path = path.split("/lib/python3", 1)[1].split("/", 1)[1]
+    parts = path.split("/")
+    if parts[0] in ("shared", "services", "bench") and len(parts) > 1:
+        return parts[0] + "." + parts[1].removesuffix(".py")
+    return parts[0].removesuffix(".py") or "?"
 
 
 def summary(svg_path: Path, top: int = 20) -> dict[str, Any]:
