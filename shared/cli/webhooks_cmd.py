@@ -1,4 +1,5 @@
-"""`panelflow webhooks list|deliveries|replay|enable|disable|purge`: operators' view of every account's endpoints."""
+"""`panelflow webhooks list|deliveries|replay|enable|disable|purge|encrypt-secrets`: operators' view of every
+account's endpoints."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from shared.db import webhooks as db
 from shared.db.types import one_connection
 from shared.settings import Settings
 from shared.webhooks import retention
+from shared.webhooks.secretbox import SecretBox, SecretBoxError, reencrypt_secrets
 
 
 def register(commands: Subparsers) -> None:
@@ -39,6 +41,12 @@ def register(commands: Subparsers) -> None:
     )
     purge.add_argument(
         "--older-than", type=span("days"), metavar="DAYS", help="days (default PANELFLOW_WEBHOOK_RETENTION_DAYS)"
+    )
+    command(
+        sub,
+        "encrypt-secrets",
+        "re-encrypt every endpoint's secret under the first key of PANELFLOW_WEBHOOK_SECRET_KEY (to retire the others)",
+        _encrypt_secrets,
     )
 
 
@@ -124,4 +132,15 @@ async def _purge(args: argparse.Namespace, settings: Settings) -> int:
         f"purged {report.events} events, {report.deliveries} deliveries, {report.attempts} attempts "
         f"older than {days:g} days"
     )
+    return 0
+
+
+async def _encrypt_secrets(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        box = SecretBox(settings)
+        async with database(settings) as conn:
+            count = await reencrypt_secrets(conn, box)
+    except SecretBoxError as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"re-encrypted the secrets of {count} webhooks")
     return 0

@@ -105,6 +105,31 @@ async def rotate_secret(conn: Conn, endpoint_id: int, account_id: int, secret_en
     return found is not None
 
 
+async def secrets_for_update(conn: Conn) -> list[asyncpg.Record]:
+    """Every endpoint's encrypted secrets (the previous one only while it still signs), locked; in a transaction."""
+    return await conn.fetch(
+        """
+        SELECT id, secret_enc, CASE WHEN old_secret_expires_at > now() THEN old_secret_enc END AS old_secret_enc
+        FROM webhook_endpoints ORDER BY id FOR UPDATE
+        """
+    )
+
+
+async def set_secrets(conn: Conn, endpoint_id: int, secret_enc: str, old_secret_enc: str | None) -> None:
+    """Store re-encrypted secrets; an expired previous secret (`old_secret_enc` None) is cleared."""
+    await conn.execute(
+        """
+        UPDATE webhook_endpoints
+        SET secret_enc = $2, old_secret_enc = $3,
+            old_secret_expires_at = CASE WHEN $3::text IS NULL THEN NULL ELSE old_secret_expires_at END
+        WHERE id = $1
+        """,
+        endpoint_id,
+        secret_enc,
+        old_secret_enc,
+    )
+
+
 # Enabling and disabling lock the endpoint FOR UPDATE, the one lock the fan-out's FOR KEY SHARE waits for: an
 # event fanned out meanwhile is stored after the change, as what the endpoint is now (pending or skipped).
 # Nothing else (the dispatchers' claims, their failure bookkeeping) makes the fan-out wait.

@@ -29,9 +29,8 @@ class ModeAndKeys(BaseModel):
     webhook_secret_key: SecretStr | None = setting(
         None,
         meaning="Encrypts the webhook signing secrets stored in the database: the first key encrypts, every key "
-        "decrypts, so a new key is put first and the old one kept until secrets are re-encrypted. Required "
-        "outside development; losing every key that encrypted a secret makes that webhook's secret unreadable "
-        "(rotate the webhook's secret).",
+        "decrypts (`panelflow webhooks encrypt-secrets` re-encrypts under the first, so an old key can go). "
+        "Required outside development; without a key that opens them no webhook can be signed.",
         type=_FERNET,
     )
     provider_key_encryption_key: SecretStr | None = setting(
