@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The virtualenv at .venv with the locked dependencies, panelflow itself and the Python client of clients/python
-# (both editable; the tests import the client). Reinstalls only when requirements.lock or either pyproject.toml
+# (both editable; the tests import the client). The lock carries the SHA-256 of every file of every pinned
+# version and is installed with --require-hashes: a file that differs from the one locked fails the install.
+# The two editable installs (local directories: nothing to hash) come after it, without dependencies. Reinstalls only when requirements.lock or either pyproject.toml
 # changed since the last install (stamp file .venv/.panelflow-installed).
 set -euo pipefail
 
@@ -50,7 +52,7 @@ pip_install() {
         }
 }
 : >"$LOG"
-pip_install -r requirements.lock
+pip_install --require-hashes -r requirements.lock
 pip_install --no-deps -e .
 # Its dependencies (httpx, standardwebhooks) are in requirements.lock.
 pip_install --no-deps -e clients/python
