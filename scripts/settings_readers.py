@@ -6,11 +6,12 @@ pyproject.toml, and the few entries of `EXTRA_ENTRIES`). From there the search f
 top-level function or class reached is read whole (every method of a class), and so is every function and class it
 names, through imports, aliases and re-exports, and through modules imported by name (`importlib.import_module` of
 a listed module reaches all of it). A setting is read where the code takes an attribute of that name from a
-`Settings` object (`settings.x`, `self._settings.x`, `app[SETTINGS].x`, or a local name bound to one of these).
-Annotations are not followed (naming a type is not running its code).
+`Settings` object as the code names them (`settings.x`, `self._settings.x`, `ctx.settings.x`, `app[SETTINGS].x`, a
+local name bound to one of these or annotated `Settings`), or calls a method of `Settings` that reads it.
+Annotations are not followed (naming a type is not running its code), nor the units of `OPAQUE`.
 
-This over-approximates at worst (a branch never taken still counts), never misses a read the code makes through an
-attribute of a `Settings` object.
+It errs towards more processes (a branch never taken still counts). It misses a read only through a name it does
+not know for a `Settings` object (`self.cfg.x`): keep to these names.
 """
 
 from __future__ import annotations

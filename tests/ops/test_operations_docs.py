@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from shared.cli.main import build_parser
+from shared.settings import Settings
 from tests.support.processes import ROOT
 
 DOCS = [ROOT / "docs" / "operations.md", ROOT / "docs" / "configuration.md"]
@@ -103,3 +104,13 @@ def test_the_configmap_sets_production_as_the_runbook_says() -> None:
     configmap = next(o for o in _k8s_objects() if o["kind"] == "ConfigMap")
     assert configmap["data"]["PANELFLOW_ENV"] == "production"
     assert set(configmap["metadata"]) <= {"name", "namespace", "labels", "annotations"}
+
+
+def test_every_setting_the_operators_docs_name_exists() -> None:
+    variables = {f"PANELFLOW_{name.upper()}" for name in Settings.model_fields}
+    for doc in ("operations.md", "configuration.md", "lifecycle.md", "webhooks.md"):
+        named = set(re.findall(r"PANELFLOW_[A-Z0-9_]+", (ROOT / "docs" / doc).read_text())) - {"PANELFLOW_NAME"}
+        unknown = sorted(
+            n for n in named if n not in variables and not (n.endswith("_") and any(v.startswith(n) for v in variables))
+        )
+        assert not unknown, f"docs/{doc} names settings that do not exist: {unknown}"
