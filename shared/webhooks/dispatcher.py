@@ -21,11 +21,12 @@ from prometheus_client import Counter
 
 from shared.db import webhook_dispatch as db
 from shared.db.pool import DATABASE_ERRORS, HeldConnection
+from shared.kit.group_commit import GroupCommit, no_results
 from shared.kit.supervisor import Beat, stall_after, supervise
+from shared.logging import context_without_message
 from shared.net.guard import AddressGuard
 from shared.observability import metrics
 from shared.settings import Settings
-from shared.webhooks.batching import GroupCommit
 from shared.webhooks.recording import Outcome, record_round, unstorable
 from shared.webhooks.schedule import Decision, Verdict, decide
 from shared.webhooks.secretbox import SecretBox
@@ -56,7 +57,12 @@ class Dispatcher:
         rate = settings.webhook_endpoint_rate_per_s
         # The burst lets one poll claim what the rate allows until the next poll.
         self._burst = max(1, min(settings.webhook_endpoint_concurrency, math.ceil(rate * settings.webhook_poll_s)))
-        self._recorder: GroupCommit[Outcome] = GroupCommit(self.record, max_size=settings.webhook_record_batch)
+        self._recorder: GroupCommit[Outcome, None] = GroupCommit(
+            no_results(self.record),
+            max_size=settings.webhook_record_batch,
+            retry_alone=True,  # one result the database refuses fails alone
+            context=context_without_message,
+        )
         self._secrets: dict[str, str] = {}  # encrypted secret → secret
         # The claim loop and the recorder each write serially: each keeps its connection.
         self._claim_conn = HeldConnection(pool)

@@ -10,12 +10,13 @@ import structlog
 from shared.db.pool import HeldConnection
 from shared.db.webhook_dispatch import IncomingEvent
 from shared.failpoints import Failpoints
+from shared.kit.group_commit import GroupCommit, no_results
+from shared.logging import context_without_message
 from shared.messaging import topology
 from shared.messaging.consumer import Consumer
 from shared.messaging.envelope import Envelope
 from shared.net.guard import AddressGuard
 from shared.settings import Settings
-from shared.webhooks.batching import GroupCommit
 from shared.webhooks.dispatcher import Dispatcher
 from shared.webhooks.ingest import envelope_event, ingest_batch
 from shared.webhooks.retention import RetentionTask
@@ -40,7 +41,12 @@ class WebhookService:
         )
         # Every unacked message can join one batch: the prefetch is the batch's size.
         batch = max(1, settings.webhook_ingest_batch)
-        self.ingester: GroupCommit[IncomingEvent] = GroupCommit(self.ingest, max_size=batch)
+        self.ingester: GroupCommit[IncomingEvent, None] = GroupCommit(
+            no_results(self.ingest),
+            max_size=batch,
+            retry_alone=True,  # one event the database refuses fails (and is redelivered) alone
+            context=context_without_message,
+        )
         self._ingest_conn = HeldConnection(pool)  # batches are written one at a time
         self.consumer = Consumer(settings, topology.WEBHOOKS_QUEUE, self.handle, prefetch=batch)
         self.retention = RetentionTask(settings, pool)

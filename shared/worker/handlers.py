@@ -12,8 +12,8 @@ from typing import Any
 import structlog
 
 from shared.domain.events import CancelRequested, EventType, MalformedEvent, OrderPlaced, RefillRequested, decode
+from shared.kit.group_commit import GroupCommit
 from shared.messaging.envelope import Envelope, MalformedMessage
-from shared.worker.batcher import Batcher
 from shared.worker.cancels import Cancels
 from shared.worker.refills import Refills
 
@@ -29,7 +29,7 @@ def typed(envelope: Envelope) -> Any:
 
 
 class WorkerHandlers:
-    def __init__(self, submissions: Batcher, refills: Refills, cancels: Cancels) -> None:
+    def __init__(self, submissions: GroupCommit[int, None], refills: Refills, cancels: Cancels) -> None:
         self._submissions = submissions
         self._refills = refills
         self._cancels = cancels

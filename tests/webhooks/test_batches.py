@@ -1,5 +1,5 @@
 """The batched paths: fan-out of many events in one statement, a claim in one call, a round of results in one
-write, and the group commit that forms the batches."""
+write (the group commit that forms the batches: tests/kit/test_group_commit.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,11 @@ import uuid
 from collections import Counter
 
 import asyncpg
-import pytest
-import structlog
 from aiohttp import web
 
 from shared.db import webhook_dispatch as dispatch_db
 from shared.db import webhooks as db
 from shared.settings import Settings
-from shared.webhooks.batching import GroupCommit
 from shared.webhooks.ingest import incoming_event, ingest_batch
 from shared.webhooks.recording import Outcome, record_round
 from shared.webhooks.schedule import decide
@@ -225,64 +222,3 @@ async def test_a_busy_dispatcher_records_every_attempt_once(
         assert Counter(a["status_code"] for a in logged) == Counter({503: 150, 200: 150})
     finally:
         await receiver.stop()
-
-
-# --- the group commit itself ---------------------------------------------------------------------------------
-
-
-async def test_group_commit_batches_concurrent_items_and_a_bad_item_fails_alone() -> None:
-    written: list[list[int]] = []
-
-    async def write(items: list[int]) -> None:
-        if 13 in items:
-            raise ValueError("unlucky")
-        await asyncio.sleep(0.01)
-        written.append(items)
-
-    group: GroupCommit[int] = GroupCommit(write, max_size=8)
-    results = await asyncio.gather(*(group.submit(i) for i in range(20)), return_exceptions=True)
-    await group.close()
-    assert [type(r) for r in results].count(ValueError) == 1
-    assert isinstance(results[13], ValueError)
-    assert sorted(i for batch in written for i in batch) == [i for i in range(20) if i != 13]
-    assert max(len(batch) for batch in written) == 8  # batches form (and are capped)
-    assert len(written) < 20
-
-
-async def test_group_commit_writes_a_lone_item_at_once() -> None:
-    written: list[list[str]] = []
-
-    async def write(items: list[str]) -> None:
-        written.append(items)
-
-    group: GroupCommit[str] = GroupCommit(write, max_size=100)
-    await asyncio.wait_for(group.submit("alone"), 0.5)
-    assert written == [["alone"]]
-
-
-@pytest.mark.parametrize("n", [1, 5])
-async def test_group_commit_callers_see_the_writers_error(n: int) -> None:
-    async def write(_items: list[int]) -> None:
-        raise asyncpg.PostgresConnectionError("database gone")
-
-    group: GroupCommit[int] = GroupCommit(write, max_size=10)
-    results = await asyncio.gather(*(group.submit(i) for i in range(n)), return_exceptions=True)
-    assert all(isinstance(r, asyncpg.PostgresConnectionError) for r in results)
-
-
-async def test_a_batch_is_written_without_any_one_message_s_log_fields() -> None:
-    seen: list[dict[str, object]] = []
-
-    async def write(items: list[int]) -> None:
-        seen.append(structlog.contextvars.get_contextvars())
-
-    batcher: GroupCommit[int] = GroupCommit(write, max_size=10)
-
-    async def one(n: int) -> None:
-        structlog.contextvars.bind_contextvars(correlation_id=f"c-{n}", event_id=f"e-{n}", process="webhooks")
-        await batcher.submit(n)
-
-    await asyncio.gather(*(asyncio.create_task(one(n)) for n in range(3)))
-    assert seen
-    assert all("correlation_id" not in c and "event_id" not in c for c in seen), seen
-    assert all(c.get("process") == "webhooks" for c in seen), seen  # the process's own fields stay
