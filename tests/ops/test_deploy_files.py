@@ -200,6 +200,12 @@ def test_compose_stack_runs_every_process_from_real_commands() -> None:
     for name in ("postgres", "rabbitmq", "redis"):
         assert name in services
     assert services["api-1"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # The standalone relay is there to switch on (`--profile relay`), probed and published on its ops port.
+    relay = services["relay"]
+    assert (check_command(relay["command"]), relay["profiles"]) == ("services.relay", ["relay"])
+    assert "127.0.0.1:9104/readyz" in " ".join(relay["healthcheck"]["test"])
+    assert relay["ports"] == ["127.0.0.1:9104:9104"]
+    assert relay["environment"]["PANELFLOW_METRICS_PORT_RELAY"] == "9104"
 
 
 # --- kubernetes ------------------------------------------------------------------------------------------------
