@@ -4,9 +4,9 @@ simulator, and a webhook to the local demo receiver. Idempotent.
 Keys are stored hashed, so the caller keeps the demo key itself (the CLI: in `.run/demo-key`, mode 0600) and
 hands it back on the next seed, which reuses it while it still works and makes a new one otherwise.
 
-The demo webhook goes to plain http on 127.0.0.1, and so does the simulator the demo catalog is bought from; the
-SSRF guard refuses both by default. Only the demo (the seed and the `make run` stack) relaxes that, with
-`local_webhook_settings` / `local_webhook_env` / `local_upstream_env`; the defaults stay strict.
+The demo webhook goes to plain http on 127.0.0.1 (`demo_webhook_host`), and so does the simulator the demo
+catalog is bought from; the SSRF guard refuses both by default. Only the demo (the seed and the `make run` stack)
+relaxes that, with `local_webhook_settings` / `local_webhook_env` / `local_upstream_env`; the defaults stay strict.
 """
 
 from __future__ import annotations
@@ -60,10 +60,10 @@ CATALOG = (
 )  # fmt: skip
 SIM_PROVIDER = "simulator"
 
-DEMO_WEBHOOK_HOST = "127.0.0.1"
 DEMO_WEBHOOK_PATH = "/demo-webhooks"
-# Plain http to this one address is what the demo needs on top of the user's settings.
-DEMO_WEBHOOK_NETWORK = f"{DEMO_WEBHOOK_HOST}/32"
+# Plain http to this one address (the local stack's receiver, `demo_webhook_host`'s default) is what the demo needs
+# on top of the user's settings. A receiver elsewhere (the compose stack's) needs its network allowed in them.
+DEMO_WEBHOOK_NETWORK = "127.0.0.1/32"
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class DemoSeed:
 
 
 def demo_webhook_url(settings: Settings) -> str:
-    return f"http://{DEMO_WEBHOOK_HOST}:{settings.demo_webhook_port}{DEMO_WEBHOOK_PATH}"
+    return f"http://{settings.demo_webhook_host}:{settings.demo_webhook_port}{DEMO_WEBHOOK_PATH}"
 
 
 def _with_local_network(networks: str) -> str:

@@ -24,6 +24,11 @@ def register(commands: Subparsers) -> None:
         default=Path(".run/demo-key"),
         help="where the demo key is kept (default .run/demo-key)",
     )
+    seed.add_argument(
+        "--webhook-secret-file",
+        type=Path,
+        help="also write the demo webhook's secret here (mode 0600), for a receiver that reads it from a file",
+    )
 
 
 def _read_key(path: Path) -> str | None:
@@ -35,14 +40,17 @@ def _read_key(path: Path) -> str | None:
         raise CommandError(f"cannot read the demo key from {path}: {exc.strerror}") from exc
 
 
-def _write_key(path: Path, key: str) -> None:
+def _write_secret(path: Path, secret: str, what: str) -> None:
+    """Only the owner can read it; written whole or not at all (a reader waiting for the file never sees half)."""
+    partial = path.with_name(path.name + ".partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(key + "\n")
+            out.write(secret + "\n")
+        os.replace(partial, path)
     except OSError as exc:
-        raise CommandError(f"cannot write the demo key to {path}: {exc.strerror}") from exc
+        raise CommandError(f"cannot write the {what} to {path}: {exc.strerror}") from exc
 
 
 async def _seed(args: argparse.Namespace, settings: Settings) -> int:
@@ -53,9 +61,11 @@ async def _seed(args: argparse.Namespace, settings: Settings) -> int:
     async with database(settings) as conn, conn.transaction():
         result = await demo.seed(conn, settings, known_key=known_key)
         if result.key_created:
-            _write_key(key_file, result.key)
+            _write_secret(key_file, result.key, "demo key")
     if result.key_created:
         print(f"new demo key written to {key_file}", file=sys.stderr)
+    if args.webhook_secret_file is not None:
+        _write_secret(args.webhook_secret_file, result.webhook_secret, "demo webhook secret")
     print(f"PANELFLOW_DEMO_ACCOUNT={result.account_id}")
     print(f"PANELFLOW_DEMO_KEY={result.key}")
     print(f"PANELFLOW_DEMO_SERVICE={result.default_service_id}")

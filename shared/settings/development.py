@@ -74,6 +74,13 @@ class LocalDemo(BaseModel):
         "registers it for the demo account.",
         type="port",
     )
+    demo_webhook_host: str = setting(
+        "127.0.0.1",
+        meaning="Host of the demo's webhook receiver in the URL `panelflow demo seed` registers: `make run` runs the "
+        "receiver on 127.0.0.1; the compose stack as a service of its own (`demo-receiver`), reached by that name. "
+        "A host that is not 127.0.0.1 must be in `PANELFLOW_WEBHOOKS_ALLOWED_NETWORKS` (the seed checks it).",
+        type="host name or IP address",
+    )
     failpoints: str = setting(
         "",
         meaning="Tests only: named points where a process kills itself (`relay.after_publish=kill`), to prove "

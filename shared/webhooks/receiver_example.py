@@ -2,6 +2,9 @@
 
     python -m shared.webhooks.receiver_example --port 8099 --secret-file whsec.txt   (or --secret-file - : stdin)
 
+`--wait SECONDS` waits that long for the secret file to appear (the compose stack starts the receiver before the
+demo seed registers the webhook and writes its secret).
+
 It is the copy-paste example of docs/webhooks.md (and the local receiver of the demo). It verifies the
 Standard Webhooks signature and the timestamp window, answers 2xx quickly, and dedupes on `webhook-id`.
 """
@@ -13,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,7 +86,14 @@ def main() -> None:
     parser.add_argument(
         "--secret-file", required=True, help="a file holding the whsec_ secret webhook.add returned; - reads stdin"
     )
+    parser.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS", help="wait up to this long for the secret file to appear"
+    )
     args = parser.parse_args()
+    deadline = time.monotonic() + args.wait
+    from_file = args.secret_file != "-"  # noqa: S105 (stdin, not a password)
+    while from_file and not os.path.exists(args.secret_file) and time.monotonic() < deadline:
+        time.sleep(0.5)
     ThreadingHTTPServer((args.host, args.port), make_handler(read_secret(args.secret_file))).serve_forever()
 
 

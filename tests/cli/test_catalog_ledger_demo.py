@@ -227,6 +227,35 @@ async def test_demo_seed_registers_the_local_webhook_once(
     assert moved_values["PANELFLOW_DEMO_WEBHOOK_SECRET"] != secret
 
 
+async def test_demo_seed_writes_the_webhook_secret_for_a_receiver_on_another_host(
+    cli: Cli, settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """As the compose stack seeds it: the receiver is a service of its own, named in the webhook's URL, whose
+    network is allowed explicitly; it reads the secret from the file the seed writes."""
+    secret_file = tmp_path / "demo" / "webhook-secret"
+    seeded = cli(
+        "demo", "seed", "--key-file", str(tmp_path / "demo" / "key"), "--webhook-secret-file", str(secret_file),
+        PANELFLOW_DEMO_WEBHOOK_HOST="localhost", PANELFLOW_DEMO_WEBHOOK_PORT="8112",
+        PANELFLOW_WEBHOOKS_ALLOWED_NETWORKS="127.0.0.0/8,::1/128",
+    )  # fmt: skip
+    assert seeded.code == 0, seeded
+    values = dict(line.split("=", 1) for line in seeded.out.splitlines())
+    assert values["PANELFLOW_DEMO_WEBHOOK_URL"] == "http://localhost:8112/demo-webhooks"
+    url = await pool.fetchval("SELECT url FROM webhook_endpoints WHERE id = $1", int(values["PANELFLOW_DEMO_WEBHOOK"]))
+    assert url == values["PANELFLOW_DEMO_WEBHOOK_URL"]
+    assert secret_file.read_text() == values["PANELFLOW_DEMO_WEBHOOK_SECRET"] + "\n"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in secret_file.parent.iterdir() if p.name.endswith(".partial")] == []
+    # Seeding again keeps the webhook and its secret (what the running receiver verifies with).
+    again = cli(
+        "demo", "seed", "--key-file", str(tmp_path / "demo" / "key"), "--webhook-secret-file", str(secret_file),
+        PANELFLOW_DEMO_WEBHOOK_HOST="localhost", PANELFLOW_DEMO_WEBHOOK_PORT="8112",
+        PANELFLOW_WEBHOOKS_ALLOWED_NETWORKS="127.0.0.0/8,::1/128",
+    )  # fmt: skip
+    assert again.out == seeded.out
+    assert secret_file.read_text() == values["PANELFLOW_DEMO_WEBHOOK_SECRET"] + "\n"
+
+
 def test_help_lists_every_group(cli: Cli) -> None:
     result = cli("--help")
     assert result.code == 0

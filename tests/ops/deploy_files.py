@@ -51,10 +51,13 @@ def setting_of(env_name: str) -> str | None:
 
 def module_runs(module: str) -> bool:
     """`python -m <module>` finds something to run."""
-    try:
-        return find_spec(module + ".__main__") is not None or find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+    for name in (module + ".__main__", module):  # a package's __main__, or a plain module
+        try:
+            if find_spec(name) is not None:
+                return True
+        except ModuleNotFoundError:  # the first, for a plain module: it is no package
+            continue
+    return False
 
 
 BUILD_INFO_LABELS = frozenset({"process", "release"})

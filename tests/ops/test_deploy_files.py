@@ -5,6 +5,7 @@ Offline only: nothing here starts a container or talks to a cluster.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shutil
@@ -206,6 +207,36 @@ def test_compose_stack_runs_every_process_from_real_commands() -> None:
     assert "127.0.0.1:9104/readyz" in " ".join(relay["healthcheck"]["test"])
     assert relay["ports"] == ["127.0.0.1:9104:9104"]
     assert relay["environment"]["PANELFLOW_METRICS_PORT_RELAY"] == "9104"
+
+
+def test_the_compose_demo_webhook_goes_to_a_receiver_service_of_the_stack() -> None:
+    stack = load_all(DEPLOY / "compose.stack.yaml")[0]
+    services = stack["services"]
+    seed = services["demo-seed"]
+    seed_args = build_parser().parse_args(seed["command"][1:])
+    host, port = seed["environment"]["PANELFLOW_DEMO_WEBHOOK_HOST"], seed["environment"]["PANELFLOW_DEMO_WEBHOOK_PORT"]
+    receiver = services[host]  # the webhook's host is a service of the stack, by its name
+    assert receiver["profiles"] == seed["profiles"]
+    command = receiver["command"]
+    assert check_command(command) == "shared.webhooks.receiver_example"
+    option = dict(zip(command[3::2], command[4::2], strict=True))
+    assert option["--host"] == "0.0.0.0"  # inside its container, reached by the dispatcher
+    assert option["--port"] == port
+    # The secret the seed writes is the one the receiver reads, through one volume (the seed starts after it).
+    assert str(seed_args.webhook_secret_file) == option["--secret-file"]
+    assert float(option["--wait"]) > 0
+    assert seed["depends_on"][host]["condition"] == "service_started"
+    volume_dir = str(seed_args.webhook_secret_file.parent)
+    mounts = {m.rsplit(":", 1)[0] if m.endswith(":ro") else m for m in receiver["volumes"]}
+    assert f"{seed['volumes'][0].split(':')[0]}:{volume_dir}" in mounts
+    assert str(seed_args.key_file).startswith(volume_dir + "/")  # the demo key survives `run --rm` too
+    # The dispatcher (and the seed's own check) must let the compose network's private addresses through.
+    env = stack["x-panelflow-env"]
+    assert env["PANELFLOW_WEBHOOKS_ALLOW_HTTP"] == "true"
+    allowed = [ipaddress.ip_network(n) for n in env["PANELFLOW_WEBHOOKS_ALLOWED_NETWORKS"].split(",")]
+    for docker_range in ("172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8"):
+        assert any(ipaddress.ip_network(docker_range).subnet_of(n) for n in allowed), docker_range  # type: ignore[arg-type]
+    assert services["webhooks"]["environment"]["PANELFLOW_WEBHOOKS_ALLOWED_NETWORKS"] == ",".join(map(str, allowed))
 
 
 # --- kubernetes ------------------------------------------------------------------------------------------------

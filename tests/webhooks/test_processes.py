@@ -148,14 +148,17 @@ async def test_the_documented_receiver_example_verifies_real_deliveries(
     port = free_port()
     hook, secret = await register(pool, wh_settings, account_id=account, url=f"http://{RECEIVER_HOST}:{port}/")
     secret_file = logs_dir / f"receiver-secret-{port}"
-    secret_file.write_text(secret + "\n")
+    # Started before its secret exists, as in the compose stack (the demo seed writes it after): it waits for it.
     example = ManagedProcess(
         "shared.webhooks.receiver_example",
         settings_env(wh_settings),
         logs_dir / "receiver-example.log",
-        ["--host", RECEIVER_HOST, "--port", str(port), "--secret-file", str(secret_file)],
+        ["--host", RECEIVER_HOST, "--port", str(port), "--secret-file", str(secret_file), "--wait", "60"],
     ).start()
     try:
+        partial = secret_file.with_name(secret_file.name + ".partial")
+        partial.write_text(secret + "\n")
+        partial.replace(secret_file)
         await dispatchers()
         event_id = await emit(pool, account_id=account, status="Completed")
         await wait_until(lambda: f"verified order.status_changed {event_id}" in example.log_text(), timeout=15)
