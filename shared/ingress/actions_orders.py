@@ -14,7 +14,7 @@ from shared.errors import DependencyDown, IncorrectOrderId, ServiceNotFound, Val
 from shared.ingress.params import parse_id, split_ids
 from shared.ingress.registry import ActionContext, RawJson, action
 from shared.ingress.views import order_status
-from shared.ordering.placement import PlacementRequest, existing_order
+from shared.ordering.outcomes import PlacementRequest, existing_order
 
 
 def _draft(ctx: ActionContext) -> OrderDraft:

@@ -54,12 +54,12 @@ API_CONFLICTS = Counter(
 )
 PLACEMENT_BATCH_SIZE = Histogram(
     "panelflow_placement_batch_size",
-    "Orders per placement transaction (group commit): small under light load, growing with it",
+    "Orders per placement batch (group commit, one transaction): small under light load, growing with it",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
 PLACEMENT_BATCH_DURATION = Histogram(
     "panelflow_placement_batch_duration_seconds",
-    "Time of one placement transaction (the statement and its commit)",
+    "Time to place one batch (its statement and commit; and the re-runs of orders it could not settle)",
     buckets=_API_BUCKETS,
 )
 

@@ -11,7 +11,8 @@ import pytest
 
 from shared.db.catalog import get_service
 from shared.domain.order_types import ServiceTerms, draft_order, fingerprint
-from shared.ordering.placement import PlacementRequest, Placer
+from shared.ordering.outcomes import PlacementRequest
+from shared.ordering.placement import Placer
 from shared.settings import Settings
 from tests.support.factories import make_service
 

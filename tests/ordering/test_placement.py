@@ -13,7 +13,8 @@ from shared.db import accounts
 from shared.db.pool import create_pool
 from shared.domain.order_types import ServiceTerms
 from shared.errors import AccountSuspended, DependencyDown, InsufficientBalance, RequestIdConflict
-from shared.ordering.placement import Placer, existing_order
+from shared.ordering.outcomes import existing_order
+from shared.ordering.placement import Placer
 from shared.settings import Settings
 from tests.ordering.conftest import account_state, order_request
 from tests.support.factories import make_account

@@ -15,7 +15,8 @@ import structlog
 from shared.domain.bounds import INT4_MAX
 from shared.domain.order_types import ServiceTerms
 from shared.errors import InvalidParameter
-from shared.ordering.placement import PlacementRequest, Placer
+from shared.ordering.outcomes import PlacementRequest
+from shared.ordering.placement import Placer
 from tests.ordering.conftest import account_state, order_request
 from tests.support.factories import make_account
 

@@ -10,7 +10,8 @@ from shared.db import placement as sql
 from shared.domain.events import OrderPlaced
 from shared.domain.order_types import ServiceTerms
 from shared.errors import ServiceNotFound
-from shared.ordering.placement import Placer, _new_order
+from shared.ordering.outcomes import _new_order
+from shared.ordering.placement import Placer
 from tests.ordering.conftest import account_state, order_request
 from tests.support.factories import make_account
 

@@ -16,7 +16,8 @@ import asyncpg
 
 from shared.db import catalog as catalog_sql
 from shared.domain.order_types import ServiceTerms, draft_order, fingerprint
-from shared.ordering.placement import PlacementRequest, Placer
+from shared.ordering.outcomes import PlacementRequest
+from shared.ordering.placement import Placer
 from shared.settings import Settings
 from tests.support.factories import make_provider
 from tests.support.processes import ManagedProcess, free_port, settings_env
