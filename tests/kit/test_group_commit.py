@@ -54,7 +54,7 @@ async def test_batches_grow_up_to_the_limit_while_a_slot_is_busy() -> None:
     first = asyncio.create_task(group.submit(0))
     await gate.entered.wait()  # the lone item went at once
     rest = [asyncio.create_task(group.submit(i)) for i in range(2, 22, 2)]
-    await asyncio.sleep(0.01)
+    await _turns()
     assert group.waiting == 10
     assert group.in_flight == 1
     gate.open.set()
@@ -71,7 +71,7 @@ async def test_concurrency_bounds_the_batches_in_flight() -> None:
     for i in range(0, 40, 2):
         callers.append(asyncio.create_task(group.submit(i)))
         await asyncio.sleep(0)
-    await asyncio.sleep(0.01)
+    await _turns()
     assert group.in_flight == 3
     gate.open.set()
     assert await asyncio.gather(*callers) == [i * 10 for i in range(0, 40, 2)]
@@ -84,7 +84,7 @@ async def test_without_a_limit_every_batch_starts_at_once() -> None:
     gate = Gate(closed=True)
     group: GroupCommit[int, int] = GroupCommit(gate.commit, max_size=1, concurrency=None)
     callers = [asyncio.create_task(group.submit(i)) for i in range(0, 20, 2)]
-    await asyncio.sleep(0.01)
+    await _turns()
     assert group.in_flight == 10
     gate.open.set()
     await asyncio.gather(*callers)
@@ -92,7 +92,7 @@ async def test_without_a_limit_every_batch_starts_at_once() -> None:
 
 async def test_a_failing_batch_fails_only_its_own_callers() -> None:
     async def commit(items: list[int]) -> list[int]:
-        await asyncio.sleep(0.01)
+        await _turns()
         if 7 in items:
             raise asyncpg.PostgresConnectionError("database gone")
         return items
@@ -110,7 +110,7 @@ async def test_retry_alone_lets_a_bad_item_fail_alone() -> None:
     async def write(items: list[int]) -> None:
         if 13 in items:
             raise ValueError("unlucky")
-        await asyncio.sleep(0.01)
+        await _turns()
         written.append(items)
 
     group: GroupCommit[int, None] = GroupCommit(no_results(write), max_size=8, retry_alone=True)
@@ -156,13 +156,13 @@ async def test_a_lone_item_is_committed_at_once() -> None:
 
 async def test_linger_gathers_items_and_a_full_batch_does_not_wait() -> None:
     gate = Gate()
-    group: GroupCommit[int, int] = GroupCommit(gate.commit, max_size=4, concurrency=None, linger_s=0.05)
+    group: GroupCommit[int, int] = GroupCommit(gate.commit, max_size=4, concurrency=None, linger_s=0.3)
     started = time.monotonic()
     early = asyncio.create_task(group.submit(0))
-    await asyncio.sleep(0.01)
+    await _turns()
     late = asyncio.create_task(group.submit(2))
     assert await asyncio.gather(early, late) == [0, 20]
-    assert time.monotonic() - started >= 0.05
+    assert time.monotonic() - started >= 0.3
     assert gate.batches == [[0, 2]]  # the linger let the second join the first
 
     slow: GroupCommit[int, int] = GroupCommit(gate.commit, max_size=4, concurrency=None, linger_s=60)
@@ -175,7 +175,7 @@ async def test_a_busy_key_waits_for_the_next_batch() -> None:
     first = asyncio.create_task(group.submit(100))
     await gate.entered.wait()
     others = [asyncio.create_task(group.submit(i)) for i in (102, 200, 104, 300)]
-    await asyncio.sleep(0.01)
+    await _turns()
     # Key 1 is in flight: 102 and 104 are held back while 200 and 300 go in a batch of their own.
     assert gate.batches == [[100], [200, 300]]
     gate.open.set()
@@ -187,10 +187,10 @@ async def test_close_commits_everything_waiting_and_in_flight() -> None:
     gate = Gate(closed=True)
     group: GroupCommit[int, int] = GroupCommit(gate.commit, max_size=3, concurrency=1, linger_s=60)
     callers = [asyncio.create_task(group.submit(i)) for i in range(0, 20, 2)]
-    await asyncio.sleep(0.01)
+    await _turns()
     assert gate.batches == [[0, 2, 4]]  # a full batch did not linger; the rest lingers, or waits for the slot
     closing = asyncio.create_task(group.close())
-    await asyncio.sleep(0.01)
+    await _turns()
     assert not closing.done()  # a batch is still in flight
     gate.open.set()
     await asyncio.wait_for(closing, 1)
@@ -205,7 +205,7 @@ async def test_a_cancelled_caller_does_not_lose_the_others_results() -> None:
     group: GroupCommit[int, int] = GroupCommit(gate.commit, max_size=10, concurrency=1)
     occupant = await _occupy_the_slot(group, gate)
     callers = {i: asyncio.create_task(group.submit(i)) for i in (2, 4, 6)}
-    await asyncio.sleep(0.01)
+    await _turns()
     callers[4].cancel()
     gate.open.set()
     assert await occupant == 1000
@@ -221,7 +221,7 @@ async def test_drop_abandoned_leaves_a_cancelled_caller_s_item_out() -> None:
     group: GroupCommit[int, int] = GroupCommit(gate.commit, max_size=10, concurrency=1, drop_abandoned=True)
     occupant = await _occupy_the_slot(group, gate)
     callers = {i: asyncio.create_task(group.submit(i)) for i in (2, 4, 6)}
-    await asyncio.sleep(0.01)
+    await _turns()
     callers[4].cancel()
     gate.open.set()
     assert await occupant == 1000
@@ -303,3 +303,9 @@ async def _occupy_the_slot(group: GroupCommit[int, int], gate: Gate) -> asyncio.
     occupant = asyncio.create_task(group.submit(100))
     await gate.entered.wait()
     return occupant
+
+
+async def _turns(n: int = 50) -> None:
+    """Lets the event loop run this many turns: enough for every batch that can start to take its items."""
+    for _ in range(n):
+        await asyncio.sleep(0)
