@@ -16,10 +16,11 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from bench.procstats import RssSampler, cpu_per_unit, cpu_snapshot, kernel_seconds, kernel_share
+from bench.procstats import RssSampler, cpu_per_unit, cpu_snapshot, kernel_seconds, kernel_share, listener
 from shared.messaging import topology
 from shared.messaging.connection import connect as connect_amqp
 from shared.settings import Settings
@@ -141,6 +142,20 @@ class Window:
         self._units = n
 
 
+def local_servers() -> dict[str, int]:
+    """The root pids of the Postgres and RabbitMQ of the settings (PANELFLOW_DATABASE_URL, _AMQP_URL) when they
+    run on this machine: only they count as "postgres" and "rabbitmq" in the CPU figures."""
+    settings = Settings()
+    found = {}
+    for server, url in (("postgres", settings.database_url), ("rabbitmq", settings.amqp_url)):
+        parts = urlsplit(url)
+        if parts.hostname in ("127.0.0.1", "localhost", "::1"):
+            pid = listener(parts.port or (5432 if server == "postgres" else 5672), server)
+            if pid is not None:
+                found[server] = pid
+    return found
+
+
 @contextlib.asynccontextmanager
 async def measured(
     phase: str, roots: dict[str, int], *, database: str | None, probe: Probe | None = None, unit: str = "request"
@@ -149,15 +164,16 @@ async def measured(
     the named roots with their children, Postgres, RabbitMQ, wrk, `other`), the share of each named root's CPU
     spent in the kernel, `rss_peak_mb` and the probe's findings."""
     window = Window(roots, database)
-    sampler = RssSampler(roots, database)
+    servers = local_servers()
+    sampler = RssSampler(roots, database, rabbitmq=servers.get("rabbitmq"))
     sampler.start()
     if probe is not None:
         await probe.begin(phase, roots, database)
-    before, split = cpu_snapshot(roots), kernel_seconds(roots)
+    before, split = cpu_snapshot(roots, servers), kernel_seconds(roots)
     try:
         yield window
     finally:
-        after = cpu_snapshot(roots)
+        after = cpu_snapshot(roots, servers)
         window.result["kernel_share"] = kernel_share(split, kernel_seconds(roots))
         found = await probe.end(phase, window._units) if probe is not None else None
         window.result[f"cpu_us_per_{unit}"] = cpu_per_unit(before, after, window._units)

@@ -58,19 +58,55 @@ def _machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / _CLOCK_TICKS
 
 
-def cpu_snapshot(roots: dict[str, int]) -> dict[str, float]:
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(fields[9])
+    return inodes
+
+
+def listener(port: int, server: str) -> int | None:
+    """The pid of the local `server` ("postgres", "rabbitmq") listening on `port`: the postmaster or beam.smp
+    whose process tree is that server; None when no such process of this machine listens there."""
+    inodes = _listening_inodes(port)
+    table = _process_table()
+    found: dict[int, int] = {}
+    for pid, parent, name in table:
+        if not (name.startswith("postgres") if server == "postgres" else _is_rabbitmq(name)):
+            continue
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        found[pid] = parent
+                        break
+    roots = [pid for pid, parent in found.items() if parent not in found]
+    return roots[0] if roots else None
+
+
+def cpu_snapshot(roots: dict[str, int], servers: dict[str, int] | None = None) -> dict[str, float]:
     """CPU seconds used so far by each named process tree, by Postgres, by RabbitMQ, by wrk (the load
     generator), by this benchmark process, and by the whole machine (`_machine`, from which `cpu_per_unit`
-    derives `other`). Call it while no child of this process but wrk exits (the measured children run on)."""
+    derives `other`). Call it while no child of this process but wrk exits (the measured children run on).
+
+    `servers`: the root pids of the Postgres and RabbitMQ the benchmark uses (`listener`): only their
+    process trees count as "postgres" and "rabbitmq" (other servers on the machine, such as tests' private
+    ones, go to `other`); without them every Postgres and RabbitMQ process of the machine counts."""
+    servers = servers or {}
     table = _process_table()
-    owner = _owners(roots, table)
+    owner = _owners({**roots, **servers}, table)
     totals = dict.fromkeys([*roots, "postgres", "rabbitmq", "wrk"], 0.0)
     me = os.getpid()
     for pid, parent, name in table:
         group = (
             owner.get(pid) if pid in owner
-            else "postgres" if name.startswith("postgres")
-            else "rabbitmq" if _is_rabbitmq(name)
+            else "postgres" if "postgres" not in servers and name.startswith("postgres")
+            else "rabbitmq" if "rabbitmq" not in servers and _is_rabbitmq(name)
             else "wrk" if name == "wrk" and parent == me
             else None
         )  # fmt: skip
@@ -159,8 +195,12 @@ class RssSampler:
     sum over its processes seen at one moment (in MB), and for Postgres also the largest backend and the sum of
     the backends' proportional set sizes (their shared buffers counted once)."""
 
-    def __init__(self, roots: dict[str, int], database: str | None, interval: float = 0.25) -> None:
+    def __init__(
+        self, roots: dict[str, int], database: str | None, interval: float = 0.25, rabbitmq: int | None = None
+    ) -> None:
+        """`rabbitmq`: the broker's root pid (`listener`); without it every RabbitMQ process counts."""
         self._roots = roots
+        self._rabbitmq = rabbitmq
         self._database = database
         self._interval = interval
         self._peak: dict[str, float] = {}
@@ -168,13 +208,14 @@ class RssSampler:
 
     def _sample(self) -> None:
         table = _process_table()
-        owner = _owners(self._roots, table)
+        broker = {"rabbitmq": self._rabbitmq} if self._rabbitmq is not None else {}
+        owner = _owners({**self._roots, **broker}, table)
         now: dict[str, float] = dict.fromkeys([*self._roots, "rabbitmq"], 0.0)
         backends: list[int] = []
         for pid, _, name in table:
             if pid in owner:
                 now[owner[pid]] += _rss_bytes(pid)
-            elif _is_rabbitmq(name):
+            elif not broker and _is_rabbitmq(name):
                 now["rabbitmq"] += _rss_bytes(pid)
             elif name.startswith("postgres") and self._database and _backend_database(pid) == self._database:
                 backends.append(pid)
