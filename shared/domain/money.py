@@ -79,3 +79,17 @@ def format_charge(amount: Decimal) -> str:
     """An order's charge after refunds, as `status` and the order events both report it: the contract shows a
     fully refunded (Canceled) order as "0"; any other amount as `format_money`."""
     return "0" if amount == 0 else format_money(amount)
+
+
+def format_charge_text(amount: str) -> str:
+    """`format_charge` of an amount given as its plain decimal text with at most 5 places (as Postgres prints a
+    NUMERIC(20, 5): "1.50000"), without a Decimal: the same string `format_charge(Decimal(amount))` gives."""
+    whole, _, frac = amount.partition(".")
+    frac = frac.rstrip("0")
+    if len(frac) > 5 or not whole.lstrip("-").isdigit():  # not the column's shape: the Decimal way decides
+        return format_charge(Decimal(amount))
+    if not frac and whole.lstrip("-0") == "":
+        return "0"
+    if len(frac) < 2:
+        frac = frac.ljust(2, "0")
+    return f"{whole}.{frac}"

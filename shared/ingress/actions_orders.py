@@ -13,7 +13,7 @@ from shared.domain.request_ids import chosen_request_id, generated_request_id
 from shared.errors import DependencyDown, IncorrectOrderId, ServiceNotFound, ValidationFailed
 from shared.ingress.params import parse_id, split_ids
 from shared.ingress.registry import ActionContext, RawJson, action
-from shared.ingress.views import order_status
+from shared.ingress.views import status_answer
 from shared.ordering.outcomes import PlacementRequest, existing_order
 
 
@@ -67,19 +67,19 @@ async def status(ctx: ActionContext) -> dict[str, Any]:
     if not batch:
         order_id = parse_id(ctx.param("order"))
         async with ctx.connection() as conn:
-            rows = await sql.order_statuses(conn, account_id=ctx.account_id, order_ids=[order_id])
+            rows = await sql.status_columns(conn, account_id=ctx.account_id, order_ids=[order_id])
         if order_id not in rows:
             raise IncorrectOrderId()
-        return order_status(rows[order_id])
+        return status_answer(rows[order_id])
     tokens = split_ids(batch, limit=ctx.settings.batch_ids_max, name="orders")
     ids: dict[str, int] = {}
     for token in tokens:
         with contextlib.suppress(IncorrectOrderId):
             ids[token] = parse_id(token)
     async with ctx.connection() as conn:
-        rows = await sql.order_statuses(conn, account_id=ctx.account_id, order_ids=list(ids.values()))
+        rows = await sql.status_columns(conn, account_id=ctx.account_id, order_ids=list(ids.values()))
     answer: dict[str, Any] = {}
     for token in tokens:
         row = rows.get(ids.get(token, 0))
-        answer[token] = order_status(row) if row is not None else {"error": IncorrectOrderId.message}
+        answer[token] = status_answer(row) if row is not None else {"error": IncorrectOrderId.message}
     return answer

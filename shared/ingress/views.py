@@ -3,7 +3,7 @@ one the order events carry."""
 
 from __future__ import annotations
 
-from shared.db.orders.reads import OrderStatusRow
+from shared.db.orders.reads import OrderStatusRow, StatusColumns
 from shared.domain.statuses import OrderStatus
 
 
@@ -17,3 +17,8 @@ def order_status(row: OrderStatusRow) -> dict[str, str]:
         remains=row.remains,
         currency=row.currency,
     ).answer()
+
+
+def status_answer(columns: StatusColumns) -> dict[str, str]:
+    """The `status` action's entry of one order, from `shared.db.orders.reads.status_columns`."""
+    return OrderStatus.answer_of(*columns)

@@ -6,6 +6,7 @@ from shared.domain.money import (
     MINIMUM_CHARGE,
     charges_nothing,
     format_charge,
+    format_charge_text,
     format_money,
     order_charge,
     parse_amount,
@@ -88,3 +89,18 @@ def test_smallest_payable_quantity(rate: str, flat: bool, least: int | None) -> 
     if least is not None:
         assert not charges_nothing(value, least, flat=flat)
         assert least == 1 or charges_nothing(value, least - 1, flat=flat)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0.00000", "0", "-0.00000", "0.00001", "0.09000", "1.50000", "2.00000", "12.34567", "0.67500", "100.00000",
+     "10", "7.1", "123456789012345.12345", "999999999999999.99999", "-1.50000", "1.234567"],
+)  # fmt: skip
+def test_format_charge_text_is_format_charge_of_the_decimal(text: str) -> None:
+    assert format_charge_text(text) == format_charge(Decimal(text))
+
+
+def test_format_charge_text_agrees_on_every_5_place_amount_of_a_range() -> None:
+    for units in [*range(0, 20_000, 7), *range(99_990, 100_010), 10**19 - 1]:
+        text = f"{units // 100_000}.{units % 100_000:05d}"
+        assert format_charge_text(text) == format_charge(Decimal(text)), text

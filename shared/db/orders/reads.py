@@ -43,6 +43,23 @@ async def order_statuses(conn: Conn, *, account_id: int, order_ids: Sequence[int
     return {r["id"]: _status_row(r) for r in rows}
 
 
+# What `OrderStatus.answer_of` takes, in its order: status, charge - refunded as NUMERIC(20, 5) text ("1.50000"),
+# quantity, start_count, remains, currency.
+StatusColumns = tuple[str, str, int, int | None, int | None, str]
+
+
+async def status_columns(conn: Conn, *, account_id: int, order_ids: Sequence[int]) -> dict[int, StatusColumns]:
+    """`order_statuses` for the api's `status` path: plain tuples, the charge after refunds as Postgres's text
+    (no Decimal, no object per order)."""
+    rows = await conn.fetch(
+        "SELECT id, status, (charge - refunded)::text, quantity, start_count, remains, currency"
+        " FROM orders WHERE account_id = $1 AND id = ANY($2::bigint[])",
+        account_id,
+        order_ids,
+    )
+    return {r[0]: r[1:] for r in rows}
+
+
 @dataclass(frozen=True)
 class OrderListing:
     id: int
