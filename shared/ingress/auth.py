@@ -1,6 +1,7 @@
 """Authentication and authorisation of API calls, with an in-process cache of key records.
 
-key -> format check (a key that `generate_key` cannot have made is refused at once) -> SHA-256 -> cache (TTL
+key -> format check (a key that `generate_key` cannot have made is refused at once) -> SHA-256 (both skipped for
+a key seen lately: a bounded map from the key text to its hash, private to the cache, never logged) -> cache (TTL
 `auth_cache_ttl_s`, unknown keys cached too, at most `auth_cache_max_entries`, least recently used out first) ->
 `shared.db.keys.find_by_hash`.
 `panelflow_auth` notifications (`account:<id>`) drop an account's entries at once, so a revoked key or a
@@ -55,15 +56,25 @@ class KeyCache:
         self._max_entries = max(1, settings.auth_cache_max_entries)
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._in_flight: dict[bytes, asyncio.Future[Caller | None]] = {}
+        # Well-formed key texts seen lately -> their SHA-256, at most `_max_entries` (oldest out first): the same
+        # keys arrive on every request, so neither the format check nor the hash runs per request. Only a
+        # recomputation is saved: the hash found here is still compared in constant time with the stored one.
+        self._hashes: dict[str, bytes] = {}
         # Bumped by every invalidation: a lookup that started before it must not store its (stale) result.
         self._generation = 0
         self.usage = KeyUsage(pool, settings.key_last_use_flush_s)
 
     async def authenticate(self, key: str | None) -> Caller:
         """The caller of `key`; `InvalidApiKey` for a missing, unknown or revoked key (one identical error)."""
-        if not key or not well_formed(key):
+        if not key:
             raise InvalidApiKey()
-        key_hash = hash_key(key)
+        key_hash = self._hashes.get(key)
+        if key_hash is None:
+            if not well_formed(key):
+                raise InvalidApiKey()
+            key_hash = self._hashes[key] = hash_key(key)
+            if len(self._hashes) > self._max_entries:
+                del self._hashes[next(iter(self._hashes))]
         entry = self._entries.get(key_hash)
         if entry is not None and entry.expires > time.monotonic():
             self._entries.move_to_end(key_hash)
