@@ -1,14 +1,15 @@
-"""The layering the codebase keeps, checked on the source (ast), so a change that breaks it fails here rather
-than in a review.
+"""The layering and the module sizes the codebase keeps, checked on the source (ast), so a change that breaks
+them fails here rather than in a review.
 
-- The lower layers import nothing of ours above them: `shared.errors` and `shared.settings` nothing of ours at
-  all; the domain only the domain and the error hierarchy, and nothing outside the standard library (it is pure:
+- The lower layers import nothing of ours above them: `shared.errors` and `shared.settings` nothing of ours but
+  themselves; the domain only the domain and the error hierarchy, and nothing outside the standard library (it is pure:
   no database, broker or HTTP); `shared.observability` only itself and `shared.settings` (callers hand it plain
   values: a state name, a kind's value, the set of known labels).
 - The plumbing beside them (`shared.net`, `shared.logging`, `shared.sentry`, `shared.crypto`) and the upstream
   client (`shared.upstream`: the API v2 contract, not the worker that calls it) import no code of their callers.
 - The process kit's machinery (`shared.kit`: the ops server, readiness, the supervisor, periodic loops) knows no
   dependency of a process: the checks of the database, the broker, the schema are handed in by the process.
+- No module of `shared/` or `services/` is over `MAX_LINES` lines: split it by what it holds before that.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ OURS = frozenset(
     for path in ROOT.iterdir()
     if (path.is_dir() and (path / "__init__.py").exists()) or (path.suffix == ".py")
 )
+
+MAX_LINES = 400
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,16 @@ def violations(layer: Layer) -> list[str]:
 def test_lower_layers_import_nothing_above_them(layer: Layer) -> None:
     assert all(path.exists() for path in _sources(layer.package)), layer.package
     assert violations(layer) == []
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+        for top in ("shared", "services")
+        for path in (ROOT / top).rglob("*.py")
+    }
+    assert len(sizes) > 100  # the walk found the code
+    assert {path: lines for path, lines in sorted(sizes.items()) if lines > MAX_LINES} == {}
 
 
 def test_the_import_reader_sees_every_form_of_import() -> None:
