@@ -53,7 +53,12 @@ SKIP_OUTBOX_NOTIFY = "SET panelflow.outbox_notify = 'off'"
 
 # One statement per batch. Reading order:
 #   input      the batch, one row per order, numbered by its position (idx);
-#   existing   request_ids already placed (visible in this statement's snapshot);
+#   existing   request_ids already placed (visible in this statement's snapshot): per input row, the first
+#              (account_id, request_id) at or after its own in the unique index's order, kept when equal. The
+#              ORDER BY ... LIMIT 1 only the unique index serves cheaply makes the plan probe it whatever the
+#              statistics say; a plain join let a generic plan made while `orders` was nearly empty (kept by
+#              asyncpg's prepared statement until the next ANALYZE) hash a sequential scan of the whole table,
+#              or walk every order of the account, per batch;
 #   locked     the batch's accounts, locked in id order so that concurrent batches never deadlock; FOR UPDATE
 #              returns the newest committed balance even when another batch changed it after our snapshot;
 #   candidates new orders of active accounts with the running sum of their charges per account, in batch
@@ -79,7 +84,14 @@ WITH input AS MATERIALIZED (
 existing AS MATERIALIZED (
     SELECT i.idx, o.id, o.params_hash
     FROM input i
-    JOIN orders o ON o.account_id = i.account_id AND o.request_id = i.request_id
+    CROSS JOIN LATERAL (
+        SELECT o.id, o.params_hash, o.account_id, o.request_id
+        FROM orders o
+        WHERE (o.account_id, o.request_id) >= (i.account_id, i.request_id)
+        ORDER BY o.account_id, o.request_id
+        LIMIT 1
+    ) o
+    WHERE o.account_id = i.account_id AND o.request_id = i.request_id
 ),
 locked AS MATERIALIZED (
     SELECT a.id, a.balance, a.status
