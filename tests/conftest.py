@@ -45,6 +45,8 @@ def base_settings() -> Settings:
         rate_limits_enabled=False,
         log_format="json",
         relay_poll_s=0.5,
+        # Apps built inside the test runner must not freeze its heap; a test turns it on for a started process.
+        gc_threshold=0,
         provider_key_encryption_key=SecretStr(PROVIDER_KEY_ENCRYPTION_KEY),
         # Test providers (the simulator, hostile upstreams) are plain-http servers on this machine.
         upstream_allow_http=True,

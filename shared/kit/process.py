@@ -19,16 +19,20 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 import asyncpg
+import structlog
 import uvloop
 
 from shared.crypto.secretbox import SecretBoxError, require_keys
 from shared.db.pool import create_pool
+from shared.kit.gc_tuning import tune_gc
 from shared.kit.ops_server import OpsServer
 from shared.kit.readiness import Check
 from shared.logging import configure_logging
 from shared.observability import metrics
 from shared.sentry import init_sentry
 from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 Serve = Callable[[Settings, asyncpg.Pool, asyncio.Event], Awaitable[None]]
 
@@ -87,6 +91,11 @@ class ProcessOps:
         self.samplers = list(samplers)
 
     async def start(self) -> None:
+        """Called by every process once it is built and before it serves: the ops server, the samplers, and
+        the garbage collector's tuning (shared/kit/gc_tuning.py; logged as `gc_tuned`)."""
+        tuning = tune_gc(self.settings.gc_threshold)
+        if tuning is not None:
+            log.info("gc_tuned", thresholds=list(tuning.thresholds), frozen=tuning.frozen)
         metrics.set_build_info(self.process, self.settings.release)
         await self.server.start()
         for sampler in self.samplers:
