@@ -131,7 +131,10 @@ class ManagedProcess:
                 self.proc.wait(timeout=10)
         return self.proc.returncode
 
-    async def wait_http(self, url: str, timeout: float = 30.0) -> None:
+    async def wait_http(self, url: str, timeout: float = 90.0) -> None:
+        """Until `url` answers 200. A process that exits fails at once; the long default is for a loaded machine
+        (parallel test workers, other runs), where starting a Python process with its imports can take tens of
+        seconds."""
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:

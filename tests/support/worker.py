@@ -68,7 +68,7 @@ class WorkerProcess(ManagedProcess):
     def __init__(self, settings: Settings, log_path: Path, **overrides: Any) -> None:
         super().__init__("services.worker", settings_env(settings, **overrides), log_path)
 
-    async def started(self, timeout: float = 30.0) -> WorkerProcess:
+    async def started(self, timeout: float = 90.0) -> WorkerProcess:
         offset = len(self.log_text())
         self.start()
         deadline = time.monotonic() + timeout
