@@ -3,20 +3,8 @@ one the order events carry."""
 
 from __future__ import annotations
 
-from shared.db.orders.reads import OrderStatusRow, StatusColumns
+from shared.db.orders.reads import StatusColumns
 from shared.domain.statuses import OrderStatus
-
-
-def order_status(row: OrderStatusRow) -> dict[str, str]:
-    return OrderStatus.of(
-        state=row.status,
-        charge=row.charge,
-        refunded=row.refunded,
-        quantity=row.quantity,
-        start_count=row.start_count,
-        remains=row.remains,
-        currency=row.currency,
-    ).answer()
 
 
 def status_answer(columns: StatusColumns) -> dict[str, str]:

@@ -14,10 +14,9 @@ import pytest
 from aiohttp import web
 
 from shared.db import webhooks as db
-from shared.db.orders.reads import OrderStatusRow
 from shared.domain.lifecycle import OrderView, status_event
 from shared.domain.statuses import OrderState
-from shared.ingress.views import order_status
+from shared.ingress.views import status_answer
 from shared.settings import Settings
 from shared.webhooks import endpoints
 from shared.webhooks.ingest import ingest
@@ -100,11 +99,9 @@ async def test_order_event_charge_reads_as_the_api_status_shows_it(
     await wait_until(lambda: receiver.hits)
     delivered = json.loads(receiver.hits[0].body)["data"]["charge"]
     # ... and the api's `status` answer for the same order carry one and the same string.
-    row = OrderStatusRow(
-        id=9, status=state, charge=Decimal(charge), refunded=Decimal(refunded), quantity=2500, start_count=10,
-        remains=remains, currency="USD",
-    )  # fmt: skip
-    assert delivered == order_status(row)["charge"] == shown
+    # (the columns as `status_columns` reads them: the charge after refunds as NUMERIC(20, 5) text)
+    columns = (state, f"{Decimal(charge) - Decimal(refunded):.5f}", 2500, 10, remains, "USD")
+    assert delivered == status_answer(columns)["charge"] == shown
 
 
 async def _status(pool: asyncpg.Pool, endpoint_id: int, status: str) -> bool:

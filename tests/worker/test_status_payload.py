@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from shared.db.orders.reads import order_statuses
-from shared.ingress.views import order_status
+from shared.db.orders.reads import status_columns
+from shared.ingress.views import status_answer
 from shared.ordering.placement import Placer
 from shared.settings import Settings
 from shared.webhooks.ingest import event_data
@@ -29,10 +29,11 @@ async def parts(wpool: asyncpg.Pool, wsettings: Settings) -> AsyncIterator[Parts
         yield parts
 
 
-async def status_answer(pool: asyncpg.Pool, account_id: int, order_id: int) -> dict[str, Any]:
+async def status_of(pool: asyncpg.Pool, account_id: int, order_id: int) -> dict[str, Any]:
+    """The api's `status` entry for the order, read and built as the action does."""
     async with pool.acquire() as conn:
-        rows = await order_statuses(conn, account_id=account_id, order_ids=[order_id])
-    return order_status(rows[order_id])
+        rows = await status_columns(conn, account_id=account_id, order_ids=[order_id])
+    return status_answer(rows[order_id])
 
 
 async def webhook_data(pool: asyncpg.Pool, order_id: int) -> list[tuple[str, dict[str, Any]]]:
@@ -59,7 +60,7 @@ async def test_status_change_webhook_carries_what_status_answers_at_that_moment(
 
     # Bought: In progress, the upstream has not reported start_count/remains yet.
     assert await parts.submitter.submit_named([order_id]) == 1
-    answer = await status_answer(wpool, account, order_id)
+    answer = await status_of(wpool, account, order_id)
     assert answer["status"] == "In progress"
     assert answer["remains"] == "100"
     events = await webhook_data(wpool, order_id)
@@ -74,7 +75,7 @@ async def test_status_change_webhook_carries_what_status_answers_at_that_moment(
         return row if row["status"] in ("completed", "partial", "canceled") else None
 
     await wait_for(done, timeout=15, interval=0.2)
-    answer = await status_answer(wpool, account, order_id)
+    answer = await status_of(wpool, account, order_id)
     events = await webhook_data(wpool, order_id)
     assert [e[0] for e in events][-2:] == ["order.status_changed", "order.completed"]
     for _, data in events[-2:]:

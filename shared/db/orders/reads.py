@@ -10,38 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-import asyncpg
-
 from shared.db.types import Conn
-
-
-@dataclass(frozen=True)
-class OrderStatusRow:
-    id: int
-    status: str
-    charge: Decimal
-    refunded: Decimal
-    quantity: int
-    start_count: int | None
-    remains: int | None
-    currency: str
-
-
-_STATUS_COLUMNS = "id, status, charge, refunded, quantity, start_count, remains, currency"
-
-
-def _status_row(row: asyncpg.Record) -> OrderStatusRow:
-    return OrderStatusRow(**dict(row.items()))
-
-
-async def order_statuses(conn: Conn, *, account_id: int, order_ids: Sequence[int]) -> dict[int, OrderStatusRow]:
-    rows = await conn.fetch(
-        f"SELECT {_STATUS_COLUMNS} FROM orders WHERE account_id = $1 AND id = ANY($2::bigint[])",
-        account_id,
-        list(order_ids),
-    )
-    return {r["id"]: _status_row(r) for r in rows}
-
 
 # What `OrderStatus.answer_of` takes, in its order: status, charge - refunded as NUMERIC(20, 5) text ("1.50000"),
 # quantity, start_count, remains, currency.
@@ -49,8 +18,8 @@ StatusColumns = tuple[str, str, int, int | None, int | None, str]
 
 
 async def status_columns(conn: Conn, *, account_id: int, order_ids: Sequence[int]) -> dict[int, StatusColumns]:
-    """`order_statuses` for the api's `status` path: plain tuples, the charge after refunds as Postgres's text
-    (no Decimal, no object per order)."""
+    """What the api's `status` answers, per order id of the account: plain tuples, the charge after refunds as
+    Postgres's text (no Decimal, no object per order)."""
     rows = await conn.fetch(
         "SELECT id, status, (charge - refunded)::text, quantity, start_count, remains, currency"
         " FROM orders WHERE account_id = $1 AND id = ANY($2::bigint[])",
