@@ -63,6 +63,36 @@ LAYERS = (
     Layer("shared.kit.multiprocess_metrics", ("shared.observability",)),
     Layer("shared.kit.supervisor", ("shared.observability",)),
     Layer("shared.kit.periodic", ("shared.kit.supervisor", "shared.observability")),
+    # The data layer and the broker's plumbing sit under every process and loop: they may use the kit's core (the
+    # readiness contract, the supervisor, periodic loops), never the kit's process assembly (shared.kit.process,
+    # shared.kit.sampling, which use them) nor the ingress, worker, webhooks or services.
+    Layer(
+        "shared.db",
+        (
+            "shared.db",
+            "shared.domain",
+            "shared.errors",
+            "shared.kit.readiness",
+            "shared.observability",
+            "shared.settings",
+        ),
+    ),
+    Layer(
+        "shared.messaging",
+        (
+            "shared.messaging",
+            "shared.db",
+            "shared.domain",
+            "shared.errors",
+            "shared.failpoints",
+            "shared.kit.periodic",
+            "shared.kit.readiness",
+            "shared.kit.supervisor",
+            "shared.logging",
+            "shared.observability",
+            "shared.settings",
+        ),
+    ),
 )
 
 
