@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared.db.orders import cancels as cancels_sql
 from shared.db.orders import reads
 from shared.db.orders import submission as sql
 from shared.db.orders.locks import LockedOrder, lock_orders
@@ -19,6 +18,7 @@ from shared.db.types import Conn
 from shared.domain.statuses import OrderState
 from shared.errors import NotEligible
 from shared.observability import metrics
+from shared.ordering.cancel import cancel_refunding_all
 from shared.ordering.settlement import Settlement
 from shared.settings import Settings
 from shared.worker.submission import poll_schedule
@@ -69,17 +69,9 @@ async def refund(pool: asyncpg.Pool, *, order_id: int) -> Resolution:
     async def work(conn: Conn) -> Resolution:
         locked = await _lock_parked(conn, order_id)
         view = locked.view
-        await cancels_sql.finish_canceled(conn, order_id=order_id, error="parked order refunded by an operator")
-        settlement = Settlement()
-        settlement.order_moved(
-            view,
-            state=OrderState.CANCELED,
-            start_count=view.start_count,
-            remains=view.quantity,
-            memo="parked order refunded by an operator",
-            correlation_id=locked.correlation_id,
-        )
-        metrics.REFUNDS.inc(await settlement.write(conn))
+        memo = "parked order refunded by an operator"
+        paid = await cancel_refunding_all(conn, view, memo=memo, error=memo, correlation_id=locked.correlation_id)
+        metrics.REFUNDS.inc(paid)
         return Resolution(order_id, "refund", OrderState.CANCELED)
 
     return await in_transaction(pool, work)

@@ -8,17 +8,41 @@ import base64
 import hashlib
 import hmac
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from shared.settings import Settings
+from tests.support.processes import ROOT, settings_env
+
+PANELFLOW = Path(sys.executable).parent / "panelflow"
+
 # Test receivers listen here; the webhook settings of the tests allow exactly this address.
 RECEIVER_HOST = "127.0.0.2"
 RECEIVER_NETWORK = "127.0.0.2/32"
+
+
+async def webhooks_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """`panelflow webhooks <args>` run as the installed command with `settings` as its environment."""
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(PANELFLOW), "webhooks", *args],
+            cwd=ROOT,
+            env=settings_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    return await asyncio.to_thread(run)
 
 
 def spec_verify(secret: str, headers: dict[str, str], body: bytes) -> bool:

@@ -17,8 +17,7 @@ from shared.settings import Settings
 from shared.webhooks import retention
 from shared.webhooks.runtime import WebhookService
 from tests.support.factories import make_account
-from tests.support.webhooks import Receiver, emit, register, wait_until
-from tests.webhooks.test_cli import panelflow
+from tests.support.webhooks import Receiver, emit, register, wait_until, webhooks_cli
 
 DAY = timedelta(days=1)
 
@@ -204,20 +203,20 @@ def test_the_minimum_retention_covers_retries_and_the_automatic_disable() -> Non
 
 
 async def test_cli_purge(pool: asyncpg.Pool, wh_settings: Settings, scene: dict[str, uuid.UUID]) -> None:
-    refused = await panelflow(wh_settings, "purge", "--older-than", "2")
+    refused = await webhooks_cli(wh_settings, "purge", "--older-than", "2")
     assert refused.returncode == 1
     assert refused.stdout == ""
     assert "at least 5 days" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     assert (await present(pool, scene["old_succeeded"]))[0]  # nothing deleted
 
-    done = await panelflow(wh_settings, "purge", "--older-than", "30")
+    done = await webhooks_cli(wh_settings, "purge", "--older-than", "30")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("purged "), done.stdout
     assert done.stdout.rstrip().endswith("older than 30 days")
     await assert_purged_as_documented(pool, scene)
 
-    bad = await panelflow(wh_settings, "purge", "--older-than", "-1")
+    bad = await webhooks_cli(wh_settings, "purge", "--older-than", "-1")
     assert bad.returncode == 2
     assert "positive number of days" in bad.stderr
 

@@ -3,11 +3,8 @@ PANELFLOW_WEBHOOK_SECRET_KEY re-encrypts every endpoint secret under the new one
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import asyncpg
 from cryptography.fernet import Fernet
@@ -19,24 +16,11 @@ from shared.webhooks.endpoints import rotate
 from shared.webhooks.secretbox import SecretBox
 from tests.support.factories import make_account
 from tests.support.isolation import fresh_database
-from tests.support.processes import ROOT, settings_env
-from tests.support.webhooks import register
-
-PANELFLOW = Path(sys.executable).parent / "panelflow"
+from tests.support.webhooks import register, webhooks_cli
 
 
 async def encrypt_secrets(settings: Settings) -> subprocess.CompletedProcess[str]:
-    def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(PANELFLOW), "webhooks", "encrypt-secrets"],
-            cwd=ROOT,
-            env=settings_env(settings),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    return await asyncio.to_thread(run)
+    return await webhooks_cli(settings, "encrypt-secrets")
 
 
 async def stored(pool: asyncpg.Pool) -> list[asyncpg.Record]:
