@@ -40,15 +40,22 @@ def smmpy_session(url: str, key: str, service: int) -> dict[str, Any]:
         form = {"key": key, "action": "add", "service": service, "link": LINK, "quantity": 100, "request_id": "r1"}
         order = requests.post(url, data=form, timeout=30).json()["order"]
     out["order"] = order
-    out["status"] = api.get_status(order)
-    out["multi_status"] = api.get_multi_status([order, 999999999])
-    out["refill"] = _outcome(lambda: api.create_refill(order))
-    out["multi_refill"] = api.create_multi_refill([order])
-    out["refill_status"] = _outcome(lambda: api.get_refill_status(999999999))
-    out["multi_refill_status"] = api.get_multi_refill_status([999999999])
-    out["cancel"] = api.cancel_orders([order])
-    out["balance"] = api.get_balance()
-    return out
+    return out | _after_add(api, order)
+
+
+def _after_add(api: Any, order: int) -> dict[str, Any]:
+    """The calls after `add` that smmpy and babismm name alike: status, refill and cancel of `order`, refill
+    statuses of an id that does not exist, and the balance; a call that raises gives its exception."""
+    return {
+        "status": api.get_status(order),
+        "multi_status": api.get_multi_status([order, 999999999]),
+        "refill": _outcome(lambda: api.create_refill(order)),
+        "multi_refill": api.create_multi_refill([order]),
+        "refill_status": _outcome(lambda: api.get_refill_status(999999999)),
+        "multi_refill_status": api.get_multi_refill_status([999999999]),
+        "cancel": api.cancel_orders([order]),
+        "balance": api.get_balance(),
+    }
 
 
 def _outcome(call: Any) -> Any:
@@ -139,15 +146,7 @@ def babismm_session(url: str, key: str, service: int) -> dict[str, Any]:
         out["add"] = _outcome(lambda: api.add_order(service, LINK, 100))
         out["add_rid"] = api.add_order(service, LINK, 100, request_id="b-1")
         out["add_rid_again"] = api.add_order(service, LINK, 100, request_id="b-1")
-        order = out["add_rid"]["order"]
-        out["status"] = api.get_status(order)
-        out["multi_status"] = api.get_multi_status([order, 999999999])
-        out["refill"] = _outcome(lambda: api.create_refill(order))
-        out["multi_refill"] = api.create_multi_refill([order])
-        out["refill_status"] = _outcome(lambda: api.get_refill_status(999999999))
-        out["multi_refill_status"] = api.get_multi_refill_status([999999999])
-        out["cancel"] = api.cancel_orders([order])
-        out["balance"] = api.get_balance()
+        out |= _after_add(api, out["add_rid"]["order"])
     return out
 
 
